@@ -10,3 +10,4 @@ from .base import Solver as Solver
 from .ddim import DDIM as DDIM
 from .dpm_solver import DPMSolver as DPMSolver
 from .dpm_solver import DPMSolverPP as DPMSolverPP
+from . import registry as registry
