@@ -41,14 +41,15 @@ class GaussianMixture:
         if weights.shape[0] != means.shape[0]:
             raise ValueError(f"weights has {weights.shape[0]} components but means has "
                              f"{means.shape[0]}.")
-        if not bool(jnp.all(weights >= 0)) or float(weights.sum()) <= 0:
-            raise ValueError("weights must be non-negative with a positive sum.")
         variances = jnp.asarray(variances, dtype=means.dtype)
         if variances.ndim == 1 and variances.shape[0] == means.shape[0] and means.shape[1] != 1:
             variances = variances[:, None]
         variances = jnp.broadcast_to(variances, means.shape)
-        if not bool(jnp.all(variances >= 0)):
-            raise ValueError("variances must be non-negative.")
+        if not isinstance(weights, jax.core.Tracer) and not isinstance(variances, jax.core.Tracer):
+            if not bool(jnp.all(weights >= 0)) or float(weights.sum()) <= 0:
+                raise ValueError("weights must be non-negative with a positive sum.")
+            if not bool(jnp.all(variances >= 0)):
+                raise ValueError("variances must be non-negative.")
         self.weights = weights / weights.sum()
         self.means = means
         self.variances = variances
