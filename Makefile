@@ -14,9 +14,10 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/jaxdist bench --out out/bench
+	$(BIN)/jaxdist demo --out out/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 
 docs: $(STAMP)

@@ -7,6 +7,12 @@
 """
 
 from . import grids as grids
+from . import likelihood as likelihood
+from . import mcmc as mcmc
+from . import noise as noise
+from . import guidance as guidance
+from . import models as models
+from . import objectives as objectives
 from . import predictions as predictions
 from . import schedules as schedules
 from . import solvers as solvers
@@ -17,6 +23,8 @@ from .denoiser import Denoiser as Denoiser
 from .denoiser import DenoiserTransform as DenoiserTransform
 from .denoiser import DynamicThreshold as DynamicThreshold
 from .denoiser import EDMPreconditioned as EDMPreconditioned
+from .inversion import Inpaint as Inpaint
+from .inversion import invert as invert
 from .predictions import convert as convert
 from .sample import SampleResult as SampleResult
 from .sample import sample as sample

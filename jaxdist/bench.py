@@ -27,7 +27,8 @@ __all__ = ["builtin_mixture", "SCHEDULES", "run_bench", "steps_for_nfe"]
 SCHEDULES = {
     "vp": (schedules.VPLinear(), "logsnr_uniform", 1.0, 1e-3),
     "edm": (schedules.EDM(), "karras", 80.0, 0.002),
-    "rf": (schedules.RectifiedFlow(), "time_uniform", 1.0, 1e-3),
+    # t_start < 1: noise-prediction solvers cannot start where alpha = 0.
+    "rf": (schedules.RectifiedFlow(), "time_uniform", 0.999, 1e-3),
 }
 
 
@@ -73,7 +74,7 @@ def _run_bench(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, pro
     x_T = (jax.random.normal(key, (n_samples, gmm.dim)) * sched.sigma(t0)).astype(jnp.float32)
     reference = np.asarray(gmm.ode_solution(sched, x_T.astype(jnp.float64), t0, t1))
     grid_fn = getattr(grids_lib, grid_name)
-    names = list(solver_names or SOLVERS)
+    names = list(solver_names or [n for n in SOLVERS if not by_name(n).stochastic])
     results: dict[str, dict[str, list]] = {}
     jobs = [(name, nfe) for name in names for nfe in nfes]
     bar = tqdm(jobs, desc="bench", disable=not progress, leave=False)

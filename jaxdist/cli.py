@@ -1,4 +1,5 @@
-"""The ``jaxdist`` command line: ``jaxdist bench``, ``jaxdist solvers``."""
+"""The ``jaxdist`` command line: ``bench``, ``solvers``, and ``train``, ``sample``, ``demo``
+(implemented in :mod:`jaxdist.commands`)."""
 
 from __future__ import annotations
 
@@ -37,12 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="comma-separated solver names (default: all; see 'jaxdist solvers')")
     bench.add_argument("--schedule", choices=["vp", "edm", "rf"], default="vp",
                        help="noise schedule: VP linear, EDM or rectified flow (default: vp)")
-    bench.add_argument("--samples", type=int, default=512, help="samples per run (default: 512)")
+    bench.add_argument("--samples", type=int, default=None,
+                       help="samples per run (default: 512; 20000 with --stochastic)")
     bench.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     bench.add_argument("--no-plot", action="store_true", help="skip the PNG plot")
+    bench.add_argument("--stochastic", action="store_true",
+                       help="benchmark the stochastic samplers instead: Frechet distance and "
+                            "component weights against the true mixture, per NFE "
+                            "(bench_stochastic.json / .png)")
 
     sub.add_parser("solvers", help="list the solver names known to the CLI",
                    description="Lists the names accepted by --solvers and --solver.")
+    from .commands import add_parsers  # train, sample, demo
+
+    add_parsers(sub)
     return parser
 
 
@@ -58,12 +67,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in sorted(SOLVERS):
             print(f"{name:18s} {by_name(name)!r}")
         return 0
+    if args.command == "bench" and args.stochastic:
+        from .bench_stochastic import run_stochastic_bench
+
+        run_stochastic_bench(args.out, nfes=args.nfe, solver_names=args.solvers,
+                             schedule=args.schedule, n_samples=args.samples or 20000,
+                             seed=args.seed, plot=not args.no_plot)
+        return 0
     if args.command == "bench":
         from .bench import run_bench
 
         run_bench(args.out, nfes=args.nfe, solver_names=args.solvers, schedule=args.schedule,
-                  n_samples=args.samples, seed=args.seed, plot=not args.no_plot)
+                  n_samples=args.samples or 512, seed=args.seed, plot=not args.no_plot)
         return 0
+    from .commands import COMMANDS
+
+    if args.command in COMMANDS:
+        return COMMANDS[args.command](args)
     parser.error(f"unknown command {args.command!r}")
     return 2
 

@@ -9,13 +9,14 @@ smallest noise level straight to clean data (``t = 0``), as k-diffusion and diff
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .schedules import Schedule, VPDiscrete
+from .schedules import Schedule, VPDiscrete, betas_from_diffusers_config
 
 Array = jax.Array
 
@@ -114,47 +115,89 @@ def karras(schedule: Schedule, n_steps: int, rho: float = 7.0, t_start=None, t_e
 # --------------------------------------------------------------------------------------------
 # diffusers compatibility
 
+_UNSUPPORTED_OPTIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+                        "use_lu_lambdas", "use_flow_sigmas", "use_dynamic_shifting")
+
+
+def _family(config: Mapping[str, Any]) -> str:
+    """Which ``set_timesteps`` implementation a diffusers ``_class_name`` uses."""
+    cls = str(config.get("_class_name", "DPMSolverMultistepScheduler"))
+    for prefix, family in (("DDIM", "ddim"), ("DDPM", "ddim"), ("PNDM", "ddim"), ("Euler", "euler"),
+                           ("Heun", "euler"), ("LMS", "euler"), ("DPMSolverSinglestep", "singlestep"),
+                           ("DPMSolverMultistep", "dpm"), ("DEIS", "deis")):
+        if cls.startswith(prefix):
+            return family
+    return "unipc"  # UniPCMultistepScheduler and other multistep schedulers share its code
+
+
+def _clipped_last_timestep(config: Mapping[str, Any], T: int) -> int:
+    """DPM-Solver's ``lambda_min_clipped``: drops the noisiest timesteps whose half log-SNR
+    ``log alpha - log sigma`` (float32, as diffusers computes it) is below the threshold."""
+    lam_min = float(config.get("lambda_min_clipped", -math.inf))
+    if lam_min == -math.inf:
+        return T
+    betas = betas_from_diffusers_config(config).astype(np.float32)
+    ac = np.cumprod(np.float32(1.0) - betas, dtype=np.float32)
+    if config.get("rescale_betas_zero_snr", False):
+        ac[-1] = np.float32(2.0**-24)
+    lam = 0.5 * np.log(ac) - 0.5 * np.log(np.float32(1.0) - ac)
+    return T - int(np.searchsorted(lam[::-1], np.float32(lam_min), side="left"))
+
 
 def diffusers_timesteps(config: Mapping[str, Any], n_steps: int) -> np.ndarray:
-    """The integer (or, for Euler-type schedulers, float) timesteps diffusers' ``set_timesteps``
-    gives for ``config``, as a float64 array of length ``n_steps``.
+    """The timesteps diffusers' ``set_timesteps(n_steps)`` gives for ``config``, as float64.
 
     Follows ``timestep_spacing`` (``linspace``, ``leading``, ``trailing``) and ``steps_offset``
-    the way DPM-Solver/UniPC/DEIS (``*MultistepScheduler``), DDIM and Euler/Heun schedulers do.
+    the way ``DDIMScheduler`` (also DDPM/PNDM), ``EulerDiscreteScheduler`` (float timesteps, also
+    Heun/LMS), ``DPMSolverMultistepScheduler`` (with ``lambda_min_clipped``), UniPC, DEIS and
+    ``DPMSolverSinglestepScheduler`` (linspace only) do. Heun-type schedulers list each inner
+    timestep twice; this returns each once (the grid). Configs that replace the timesteps
+    (``use_karras_sigmas``, ...) are rejected: use :func:`karras` and friends instead.
     """
     n_steps = _check_steps(n_steps)
     T = int(config.get("num_train_timesteps", 1000))
     spacing = config.get("timestep_spacing", "linspace")
     offset = int(config.get("steps_offset", 0))
-    cls = str(config.get("_class_name", "DPMSolverMultistepScheduler"))
+    family = _family(config)
+    for option in _UNSUPPORTED_OPTIONS:
+        if config.get(option, False):
+            raise ValueError(f"config[{option!r}]=True replaces diffusers' timesteps and is not "
+                             "supported; build the grid with jd.grids.karras / logsnr_uniform "
+                             "instead.")
+    if config.get("timestep_type", "discrete") != "discrete" or \
+            config.get("interpolation_type", "linear") != "linear":
+        raise ValueError("config['timestep_type'] must be 'discrete' and "
+                         "config['interpolation_type'] 'linear' for from_diffusers.")
+    if family == "singlestep":
+        spacing, offset = "linspace", 0  # DPMSolverSinglestepScheduler has no timestep_spacing
     if spacing not in ("linspace", "leading", "trailing"):
-        raise ValueError(f"config['timestep_spacing']={spacing!r}: use linspace, leading or trailing.")
+        raise ValueError(f"config['timestep_spacing']={spacing!r}: use linspace, leading or "
+                         "trailing.")
     if n_steps > T:
         raise ValueError(f"n_steps={n_steps} exceeds num_train_timesteps={T}.")
-    if cls.startswith("DDIM") or cls.startswith("PNDM") or cls.startswith("DDPM"):
-        # DDIMScheduler.set_timesteps
+    if family == "ddim":
         if spacing == "linspace":
             ts = np.linspace(0, T - 1, n_steps).round()[::-1]
         elif spacing == "leading":
             ts = (np.arange(0, n_steps) * (T // n_steps)).round()[::-1] + offset
         else:
             ts = np.round(np.arange(T, 0, -T / n_steps)) - 1
-    elif cls.startswith("Euler") or cls.startswith("Heun") or cls.startswith("LMS"):
-        # EulerDiscreteScheduler.set_timesteps: float timesteps for linspace
+    elif family == "euler":
+        # float32 timesteps, as EulerDiscreteScheduler computes them
         if spacing == "linspace":
-            ts = np.linspace(0, T - 1, n_steps, dtype=np.float64)[::-1]
+            ts = np.linspace(0, T - 1, n_steps, dtype=np.float32)[::-1]
         elif spacing == "leading":
-            ts = (np.arange(0, n_steps) * (T // n_steps)).round()[::-1].astype(np.float64) + offset
+            ts = (np.arange(0, n_steps) * (T // n_steps)).round()[::-1].astype(np.float32) + offset
         else:
-            ts = np.arange(T, 0, -T / n_steps).round() - 1.0
+            ts = np.arange(T, 0, -T / n_steps).round().astype(np.float32) - 1.0
     else:
-        # DPMSolverMultistepScheduler / UniPC / DEIS / DPMSolverSinglestep.set_timesteps
+        last = _clipped_last_timestep(config, T) if family in ("dpm", "singlestep") else T
         if spacing == "linspace":
-            ts = np.linspace(0, T - 1, n_steps + 1).round()[::-1][:-1]
+            ts = np.linspace(0, last - 1, n_steps + 1).round()[::-1][:-1]
         elif spacing == "leading":
-            ts = (np.arange(0, n_steps + 1) * (T // (n_steps + 1))).round()[::-1][:-1] + offset
+            ts = (np.arange(0, n_steps + 1) * (last // (n_steps + 1))).round()[::-1][:-1] + offset
         else:
-            ts = np.arange(T, 0, -T / n_steps).round() - 1
+            ts = np.arange(last, 0, -T / n_steps).round() - 1
     return np.ascontiguousarray(ts, dtype=np.float64)
 
 
@@ -164,14 +207,19 @@ def from_diffusers(config: Mapping[str, Any], n_steps: int) -> Array:
 
     Timestep index ``i`` maps to ``t = (i + 1) / N``. The final point follows
     ``final_sigmas_type``: ``"zero"`` appends ``t = 0`` (clean data, the default of the
-    multistep and Euler schedulers), ``"sigma_min"`` appends index 0 (``t = 1 / N``); DDIM-type
-    configs step to ``alphas_cumprod[0]`` (or to 1 with ``set_alpha_to_one``).
+    multistep and Euler schedulers), ``"sigma_min"`` appends index 0 (``t = 1 / N``; DEIS always
+    does this); DDIM-type configs step to ``alphas_cumprod[0]`` (or to 1 with
+    ``set_alpha_to_one``). diffusers' DDIM steps from timestep ``k`` to ``k - N // n_steps``, which
+    is the next timestep only for ``leading`` spacing (and ``trailing`` when ``n_steps``
+    divides ``N``); the grid here always steps between consecutive timesteps.
     """
     T = int(config.get("num_train_timesteps", 1000))
     ts = diffusers_timesteps(config, n_steps)
-    cls = str(config.get("_class_name", "DPMSolverMultistepScheduler"))
-    if cls.startswith("DDIM") or cls.startswith("DDPM"):
+    family = _family(config)
+    if family == "ddim":
         last = 0.0 if config.get("set_alpha_to_one", True) else 1.0 / T
+    elif family == "deis":
+        last = 1.0 / T
     else:
         kind = config.get("final_sigmas_type", "zero")
         if kind not in ("zero", "sigma_min"):

@@ -81,6 +81,8 @@ def from_x0_eps(x0: Array, eps: Array, x: Array, t, schedule: Schedule, predicti
 
 def convert(pred: Array, x: Array, t, schedule: Schedule, src: str, dst: str) -> Array:
     """Converts a prediction of type ``src`` into type ``dst`` (e.g. ``"v"`` to ``"eps"``)."""
+    check_prediction(src, "src")
+    check_prediction(dst, "dst")
     if src == dst:
-        return check_prediction(src, "src") and pred
+        return pred
     return from_x0_eps(*to_x0_eps(pred, x, t, schedule, src), x, t, schedule, dst)

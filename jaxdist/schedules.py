@@ -127,7 +127,7 @@ def _log_alpha_from_log_snr(lam: Array) -> Array:
 
 
 def _vp_sigma(log_alpha: Array) -> Array:
-    return jnp.sqrt(-jnp.expm1(2.0 * log_alpha))
+    return jnp.sqrt(0.0 - jnp.expm1(2.0 * log_alpha))  # 0 - x, not -x: sigma(0) = +0, not -0
 
 
 def _vp_log_snr(log_alpha: Array) -> Array:
@@ -145,6 +145,15 @@ class _VP(Schedule):
 
     def g2(self, t) -> Array:
         return -2.0 * self.f(t)
+
+    def d_alpha(self, t) -> Array:
+        """``alpha' = alpha f``."""
+        return self.alpha(t) * self.f(t)
+
+    def d_sigma(self, t) -> Array:
+        """``sigma' = -alpha^2 f / sigma`` (from ``sigma sigma' = -alpha alpha'``)."""
+        log_alpha = self.log_alpha(t)
+        return -jnp.exp(2.0 * log_alpha) * self.f(t) / _vp_sigma(log_alpha)
 
 
 @_pytree
@@ -188,9 +197,20 @@ class VPCosine(_VP):
     def _log_cos0(self) -> float:
         return math.log(math.cos(0.5 * math.pi * self.s / (1.0 + self.s)))
 
+    def _log_cos(self, t: Array) -> Array:
+        return jnp.log(jnp.cos(0.5 * jnp.pi * (t + self.s) / (1.0 + self.s)))
+
     def log_alpha(self, t) -> Array:
+        # The normaliser is computed like the numerator (same ops, same dtype), so that
+        # log alpha(0) = 0 and sigma(0) = 0 exactly in float32 too.
         t = _float(t)
-        return jnp.log(jnp.cos(0.5 * jnp.pi * (t + self.s) / (1.0 + self.s))) - self._log_cos0()
+        return self._log_cos(t) - self._log_cos(jnp.zeros_like(t))
+
+    def f(self, t) -> Array:
+        """``f = -pi / (2 (1 + s)) tan(pi/2 (t + s) / (1 + s))``."""
+        t = _float(t)
+        c = 0.5 * jnp.pi / (1.0 + self.s)
+        return -c * jnp.tan(c * (t + self.s))
 
     def t_from_log_snr(self, lam) -> Array:
         log_alpha = _log_alpha_from_log_snr(_float(lam)) + self._log_cos0()
@@ -250,10 +270,15 @@ class VPDiscrete(_VP):
     def __init__(self, betas=None, *, log_alpha_knots=None, quantize: bool = False):
         if log_alpha_knots is None:
             betas = np.asarray(betas, dtype=np.float64)
-            if betas.ndim != 1 or betas.size < 2 or not np.all((betas > 0) & (betas <= 1)):
-                raise ValueError("betas must be a 1-D array of at least 2 values in (0, 1].")
-            # A zero terminal SNR (rescaled betas) is clamped to 2^-24 as diffusers does.
-            alphas_cumprod = np.maximum(np.cumprod(1.0 - betas), 2.0**-24)
+            if (betas.ndim != 1 or betas.size < 2 or not np.all((betas > 0) & (betas <= 1))
+                    or np.any(betas[:-1] >= 1)):
+                raise ValueError("betas must be a 1-D array of at least 2 values in (0, 1) "
+                                 "(only the last may be 1: a zero terminal SNR).")
+            # A zero terminal SNR (rescaled betas) is clamped to 2^-24 as diffusers does; other
+            # (tiny but positive) values are kept exactly, as in diffusers.
+            alphas_cumprod = np.cumprod(1.0 - betas)
+            if alphas_cumprod[-1] == 0.0:
+                alphas_cumprod[-1] = 2.0**-24
             log_alpha_knots = jnp.asarray(np.concatenate([[0.0], 0.5 * np.log(alphas_cumprod)]))
         object.__setattr__(self, "log_alpha_knots", log_alpha_knots)
         object.__setattr__(self, "quantize", quantize)
@@ -278,9 +303,29 @@ class VPDiscrete(_VP):
     def _knot_times(self, dtype) -> Array:
         return jnp.linspace(0.0, 1.0, self.num_train_timesteps + 1, dtype=dtype)
 
+    def _segment(self, t: Array):
+        """``(u - k, log alpha at knot k, slope per unit u)`` with ``u = N t`` and ``k`` the knot
+        at or left of ``u``: direct indexing of the uniform knots, no search."""
+        n = self.num_train_timesteps
+        knots = self.log_alpha_knots.astype(t.dtype)
+        u = t * n
+        k = jnp.clip(jnp.floor(u), 0, n - 1)
+        i = k.astype(jnp.int32)
+        lo = knots[i]
+        return u - k, lo, knots[i + 1] - lo
+
     def log_alpha(self, t) -> Array:
+        # Linear interpolation between the knots k / N, constant outside [0, 1] (as jnp.interp).
         t = _float(t)
-        return jnp.interp(t, self._knot_times(t.dtype), self.log_alpha_knots.astype(t.dtype))
+        frac, lo, slope = self._segment(t)
+        knots = self.log_alpha_knots.astype(t.dtype)
+        return jnp.where(t < 0, knots[0], jnp.where(t > 1, knots[-1], lo + frac * slope))
+
+    def f(self, t) -> Array:
+        """``f = d log alpha / dt = N (log alpha_{k+1} - log alpha_k)`` on ``[k/N, (k+1)/N)``."""
+        t = _float(t)
+        _, _, slope = self._segment(t)
+        return jnp.where((t < 0) | (t > 1), 0.0, self.num_train_timesteps * slope)
 
     def t_from_log_snr(self, lam) -> Array:
         lam = _float(lam)

@@ -15,3 +15,12 @@ def x64():
     jax.config.update("jax_enable_x64", True)
     yield
     jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture(autouse=True)
+def _restore_x64():
+    """Keeps float64 from leaking between tests (a test that enables it must not change others)."""
+    previous = jax.config.jax_enable_x64
+    yield
+    if jax.config.jax_enable_x64 != previous:
+        jax.config.update("jax_enable_x64", previous)

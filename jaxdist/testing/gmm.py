@@ -35,7 +35,8 @@ class GaussianMixture:
       variances: ``[K, D]`` (or ``[K]`` / scalar, broadcast).
     """
 
-    def __init__(self, weights, means, variances):
+    def __init__(self, weights: jax.typing.ArrayLike, means: jax.typing.ArrayLike,
+                 variances: jax.typing.ArrayLike):
         means = jnp.atleast_2d(jnp.asarray(means))
         weights = jnp.asarray(weights, dtype=means.dtype).reshape(-1)
         if weights.shape[0] != means.shape[0]:

@@ -1,0 +1,137 @@
+"""Built-in data sets for training examples, tests and experiments; nothing is downloaded.
+
+Each data set is a :class:`Dataset` with a pure ``sample(key, n) -> [n, dim]`` (traceable, so a
+batch can be drawn inside ``jit``) and a fixed ``held_out(n)`` set for quality metrics:
+
+* ``two-moons``: two interleaved half circles with Gaussian noise (std 0.05), standardised;
+* ``checkerboard``: uniform on the 8 dark squares of a 4x4 board on ``[-2, 2]^2``;
+* ``gmm``: the 8-component ring of :func:`jaxdist.bench.builtin_mixture`;
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1797 images), scaled to
+  ``[-1, 1]`` and flattened to 64 values; ``image_shape = (8, 8)``; a fixed split keeps 297
+  images out of training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+
+__all__ = ["Dataset", "DATASETS", "get_dataset", "two_moons", "checkerboard", "gmm", "digits"]
+
+_HELD_OUT_SEED = 2**20 + 7  # held-out draws use their own stream, never the training keys
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """A named data set: ``sample(key, n) -> [n, dim]`` float32 and a fixed held-out set.
+
+    Attributes:
+      name: the CLI name.
+      dim: flattened dimension of one example.
+      sample: pure function ``(key, n) -> [n, dim]`` (training draws).
+      held_out_fn: ``n -> [n, dim]`` held-out examples (fixed, disjoint from training draws).
+      image_shape: ``(height, width)`` for image data sets, else ``None``.
+      held_out_size: how many held-out examples exist (``None``: unlimited, generated).
+    """
+
+    name: str
+    dim: int
+    sample: Callable[[Array, int], Array]
+    held_out_fn: Callable[[int], np.ndarray]
+    image_shape: tuple[int, int] | None = None
+    held_out_size: int | None = None
+
+    def held_out(self, n: int) -> np.ndarray:
+        """``n`` held-out examples ``[n, dim]`` (the same on every call)."""
+        if n < 1:
+            raise ValueError(f"n={n} must be a positive number of held-out examples.")
+        return np.asarray(self.held_out_fn(n), dtype=np.float32)
+
+
+def _generated(name: str, sampler: Callable[[Array, int], Array], dim: int = 2) -> Dataset:
+    def held_out(n: int) -> np.ndarray:
+        return np.asarray(sampler(jax.random.key(_HELD_OUT_SEED), n))
+
+    return Dataset(name, dim, sampler, held_out)
+
+
+def _two_moons(key: Array, n: int) -> Array:
+    k_side, k_angle, k_noise = jax.random.split(key, 3)
+    side = jax.random.bernoulli(k_side, 0.5, (n,))
+    angle = jax.random.uniform(k_angle, (n,), minval=0.0, maxval=math.pi)
+    upper = jnp.stack([jnp.cos(angle), jnp.sin(angle)], axis=-1)
+    lower = jnp.stack([1.0 - jnp.cos(angle), 0.5 - jnp.sin(angle)], axis=-1)
+    x = jnp.where(side[:, None], upper, lower) + 0.05 * jax.random.normal(k_noise, (n, 2))
+    # standardise with the exact-ish moments of the noiseless shape: mean (0.5, 0.25)
+    return ((x - jnp.array([0.5, 0.25])) / jnp.array([0.87, 0.50])).astype(jnp.float32)
+
+
+def _checkerboard(key: Array, n: int) -> Array:
+    k_cell, k_pos = jax.random.split(key)
+    # the 8 squares (i, j) of a 4x4 board with (i + j) even
+    cells = jnp.array([(i, j) for i in range(4) for j in range(4) if (i + j) % 2 == 0], jnp.float32)
+    idx = jax.random.randint(k_cell, (n,), 0, cells.shape[0])
+    pos = jax.random.uniform(k_pos, (n, 2))
+    return (cells[idx] + pos - 2.0).astype(jnp.float32)
+
+
+def _gmm(key: Array, n: int) -> Array:
+    from .bench import builtin_mixture
+
+    return builtin_mixture(2).sample(key, n).astype(jnp.float32)
+
+
+two_moons = _generated("two-moons", _two_moons)
+checkerboard = _generated("checkerboard", _checkerboard)
+gmm = _generated("gmm", _gmm)
+
+
+def _digit_images() -> tuple[np.ndarray, np.ndarray]:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError as err:  # pragma: no cover - depends on the environment
+        raise ImportError("the 'digits' data set ships with scikit-learn: pip install "
+                          "'jaxdist[data]' (or scikit-learn).") from err
+    images = load_digits().images.astype(np.float32)  # [1797, 8, 8], values 0..16
+    flat = images.reshape(len(images), 64) / 8.0 - 1.0  # [-1, 1]
+    order = np.random.default_rng(0).permutation(len(flat))
+    return flat[order[297:]], flat[order[:297]]
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8x8 digits in ``[-1, 1]``: 1500 training and 297 held-out images."""
+    train, test = _digit_images()
+    train_j = jnp.asarray(train)
+
+    def sample(key: Array, n: int) -> Array:
+        return train_j[jax.random.randint(key, (n,), 0, train_j.shape[0])]
+
+    def held_out(n: int) -> np.ndarray:
+        if n > len(test):
+            raise ValueError(f"digits has {len(test)} held-out images; asked for n={n}.")
+        return test[:n]
+
+    return Dataset("digits", 64, sample, held_out, image_shape=(8, 8), held_out_size=len(test))
+
+
+DATASETS: dict[str, Callable[[], Dataset]] = {
+    "two-moons": lambda: two_moons,
+    "checkerboard": lambda: checkerboard,
+    "gmm": lambda: gmm,
+    "digits": digits,
+}
+
+
+def get_dataset(name: str) -> Dataset:
+    """The built-in data set called ``name`` (see :data:`DATASETS`)."""
+    try:
+        return DATASETS[name]()
+    except KeyError:
+        raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None

@@ -1,0 +1,95 @@
+"""CFG++ for data-prediction multistep solvers: re-noise with the denoiser's ``eps``.
+
+DPM-Solver++ (multistep) integrates ``x_t = (sigma_t / sigma_s) x_s + [terms in x0_hat]``; it
+never reads ``eps_hat``: the noise direction is implicit in ``x_s = alpha_s x0 + sigma_s eps``.
+CFG++ re-noises a guided ``x0_g`` with the *unconditional* ``eps_u`` instead, i.e. it replaces
+``x_s`` by the point ``x~_s = alpha_s x0_g + sigma_s eps_u`` before the update:
+
+``x_t = (sigma_t / sigma_s) x~_s + [terms in x0_g]``
+``    = [DPM-Solver++ update] + (sigma_t / sigma_s) (alpha_s x0 + sigma_s eps - x_s)``.
+
+For the first-order step this is exactly DDIM-CFG++ ``x_t = alpha_t x0_g + sigma_t eps_u``; the
+higher-order terms use the history of guided ``x0_g`` as usual. With a consistent pair (any
+ordinary denoiser) the correction is zero, so the wrapped solver equals the base solver.
+Use it with :class:`~jaxdist.guidance.CFGPlusPlus`.
+"""
+
+from __future__ import annotations
+
+from ..schedules import expand_to
+from ..solvers.base import Solver, solver_dataclass
+from ..solvers.ddim import DDIM
+from ..solvers.dpm_solver import DPMSolverPP
+
+__all__ = ["cfgpp_solver", "Renoised"]
+
+
+class _Capture:
+    """Wraps a solver's model and keeps the pair of its (single) evaluation."""
+
+    def __init__(self, model):
+        self.model, self.schedule, self.out = model, model.schedule, None
+
+    def __call__(self, x, t, ms):
+        x0, eps, ms = self.model(x, t, ms)
+        if self.out is None:
+            self.out = (x0, eps)
+        return x0, eps, ms
+
+
+@solver_dataclass
+class Renoised(Solver):
+    """A data-prediction multistep solver whose step re-noises with the model's ``eps``
+    (see the module docstring). Build it with :func:`cfgpp_solver`."""
+
+    base: Solver
+
+    @property
+    def order(self) -> int:
+        return self.base.order
+
+    def validate(self, schedule, grid):
+        self.base.validate(schedule, grid)
+
+    def plan(self, n_steps, grid):
+        return [(n, Renoised(s)) for n, s in self.base.plan(n_steps, grid)]
+
+    def coefficients(self, schedule, grid):
+        s, t = grid[:-1], grid[1:]
+        return {"base": self.base.coefficients(schedule, grid), "alpha_s": schedule.alpha(s),
+                "sigma_s": schedule.sigma(s), "ratio": schedule.sigma(t) / schedule.sigma(s)}
+
+    def init(self, x, ms):
+        return self.base.init(x, ms)
+
+    def step(self, model, state, coef, key):
+        cap = _Capture(model)
+        new = self.base.step(cap, state, coef["base"], key)
+        x = self.base.current(state)
+        x0, eps = cap.out
+        a, s, r = (expand_to(coef[k], x).astype(x.dtype) for k in ("alpha_s", "sigma_s", "ratio"))
+        x_next = self.base.current(new) + r * (a * x0 + s * eps - x)
+        return (x_next,) + tuple(new[1:])
+
+    def finish(self, state):
+        return self.base.finish(state)
+
+    def current(self, state):
+        return self.base.current(state)
+
+
+def cfgpp_solver(solver: Solver) -> Solver:
+    """The solver to use with :class:`~jaxdist.guidance.CFGPlusPlus`.
+
+    ``DDIM`` is returned unchanged (its update ``alpha x0 + sigma eps`` already re-noises with
+    the returned ``eps``); ``DPMSolverPP(method="multistep", warmup="lower_order")`` of any order
+    is wrapped in :class:`Renoised`. Other solvers raise ``ValueError``.
+    """
+    if isinstance(solver, DDIM):
+        return solver
+    if isinstance(solver, DPMSolverPP) and solver.method == "multistep" \
+            and solver.warmup == "lower_order":
+        return Renoised(solver)
+    raise ValueError(f"cfgpp_solver: {solver!r} is not supported; use DDIM() or "
+                     "DPMSolverPP(method='multistep', warmup='lower_order') (any order).")
+
