@@ -125,14 +125,21 @@ def plot_report(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    for name, row in report["results"].items():
-        ax.loglog(row["nfe"], row["error"], marker="o", label=name)
+    from matplotlib.ticker import ScalarFormatter
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    colors = plt.get_cmap("tab10").colors
+    for i, (name, row) in enumerate(report["results"].items()):
+        # 10 colours x 3 line/marker styles keep up to 30 solvers distinguishable.
+        ax.loglog(row["nfe"], row["error"], color=colors[i % 10], label=name,
+                  linestyle=("-", "--", ":")[i // 10 % 3], marker="os^"[i // 10 % 3])
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
     ax.set_xlabel("model evaluations (NFE)")
     ax.set_ylabel("RMS error to reference ODE solution")
     ax.set_title(f"jaxdist solvers on a Gaussian mixture ({report['schedule']})")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, ncol=2)
+    ax.legend(fontsize=7, ncol=3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
