@@ -238,10 +238,12 @@ def from_diffusers(config: Mapping[str, Any], n_steps: int) -> Array:
 # validation
 
 
-def validate_grid(schedule: Schedule, grid: Any, argument: str = "grid") -> None:
+def validate_grid(schedule: Schedule, grid: Any, argument: str = "grid", *,
+                  increasing: bool = False) -> None:
     """Raises ``ValueError`` naming ``argument`` for a grid that is not a 1-D, finite, strictly
-    decreasing array inside ``[t_min, t_max]`` (the last point may be ``0``). Traced grids are
-    checked for shape only."""
+    decreasing array inside ``[t_min, t_max]`` (the last point may be ``0``). With
+    ``increasing=True`` (inversion: data to noise) the grid must be strictly increasing and the
+    same rules apply to it reversed. Traced grids are checked for shape only."""
     shape = np.shape(grid)
     if len(shape) != 1 or shape[0] < 2:
         raise ValueError(f"{argument} must be a 1-D array of at least 2 times, got shape {shape}.")
@@ -251,7 +253,14 @@ def validate_grid(schedule: Schedule, grid: Any, argument: str = "grid") -> None
         return
     if not np.all(np.isfinite(g)):
         raise ValueError(f"{argument} contains non-finite times: {g}.")
-    if np.any(np.diff(g) >= 0):
+    if increasing:
+        if np.any(np.diff(g) <= 0):
+            raise ValueError(
+                f"{argument} must be strictly increasing for inversion (data to noise), got {g}; "
+                "pass jd.grids.*(...)[::-1]."
+            )
+        g = g[::-1]
+    elif np.any(np.diff(g) >= 0):
         raise ValueError(
             f"{argument} must be strictly decreasing (from noise to data), got {g}; "
             "reverse it, or use jd.grids.* to build one."

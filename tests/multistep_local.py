@@ -63,3 +63,18 @@ def local_errors(solver, schedule, hs, *, knots="lambda", corrected=False, spec=
 
 def local_order(errors, hs):
     return jd.testing.empirical_order([1.0 / h for h in hs], errors)
+
+
+def assert_point_mass_exact(solver, n_steps):
+    """Point-mass data: every step of a multistep exponential integrator is exact, with and
+    without a final step to t = 0 (float64, 1e-9), and NFE equals the number of steps."""
+    schedule = jd.schedules.VPLinear()
+    mu = jnp.array([0.3, -1.2, 2.0], jnp.float64)
+    gmm = jd.testing.GaussianMixture([1.0], [mu], [[0.0, 0.0, 0.0]])
+    x_T = jax.random.normal(jax.random.key(1), (4, 3), jnp.float64)
+    for grid in (jd.grids.logsnr_uniform(schedule, n_steps, 0.999),
+                 jd.grids.append_zero(jd.grids.logsnr_uniform(schedule, n_steps, 0.999))):
+        res = jd.sample(solver, gmm.denoiser(schedule), x_T, grid)
+        exact = gmm.ode_solution(schedule, x_T, grid[0], grid[-1])
+        assert float(jnp.max(jnp.abs(res.x - exact))) < 1e-9
+        assert int(res.nfe) == grid.shape[0] - 1

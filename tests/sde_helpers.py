@@ -85,3 +85,13 @@ def smooth_mixture():
 
 
 BROWNIAN = BrownianPath(0.0, 1.0, seed=7, depth=16)
+
+
+def time_grid(n, schedule=jd.schedules.VPLinear()):
+    """``n`` steps uniform in time from 1 to 1e-2 (strong-order tests)."""
+    return jd.grids.time_uniform(schedule, n, 1.0, 1e-2)
+
+
+def logsnr_grid(schedule, n):
+    """``n`` steps uniform in log-SNR from 1 to 1e-2 (weak-order tests)."""
+    return jd.grids.logsnr_uniform(schedule, n, 1.0, 1e-2)

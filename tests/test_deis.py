@@ -17,7 +17,7 @@ import pytest
 import jaxdist as jd
 from jaxdist.solvers import DDIM, DEIS, IPNDM
 from jaxdist.solvers.deis import deis_tables
-from multistep_local import GAUSSIAN, local_errors, local_order
+from multistep_local import GAUSSIAN, assert_point_mass_exact, local_errors, local_order
 
 SCHEDULES = {
     "vp": (jd.schedules.VPLinear(), 1.0, 1e-3),
@@ -124,16 +124,7 @@ def test_tab_equals_rhoab_on_edm_and_quadrature_converged(x64):
 def test_point_mass_and_step_to_zero(x64, solver, n_steps):
     """Point-mass data: eps_hat is constant along every trajectory (``x/alpha = mu + c rho``),
     so every step is exact; a final step to t = 0 returns x0_hat (float64)."""
-    schedule = jd.schedules.VPLinear()
-    mu = jnp.array([0.3, -1.2, 2.0], jnp.float64)
-    gmm = jd.testing.GaussianMixture([1.0], [mu], [[0.0, 0.0, 0.0]])
-    x_T = jax.random.normal(jax.random.key(1), (4, 3), jnp.float64)
-    for grid in (jd.grids.logsnr_uniform(schedule, n_steps, 0.999),
-                 jd.grids.append_zero(jd.grids.logsnr_uniform(schedule, n_steps, 0.999))):
-        res = jd.sample(solver, gmm.denoiser(schedule), x_T, grid)
-        exact = gmm.ode_solution(schedule, x_T, grid[0], grid[-1])
-        assert float(jnp.max(jnp.abs(res.x - exact))) < 1e-9
-        assert int(res.nfe) == grid.shape[0] - 1
+    assert_point_mass_exact(solver, n_steps)
 
 
 def test_invalid_arguments():

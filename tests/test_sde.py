@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sde_helpers import (BROWNIAN, mode_weights_check, smooth_mixture, strong_errors,
+from sde_helpers import (logsnr_grid, time_grid, BROWNIAN, mode_weights_check, smooth_mixture, strong_errors,
                          two_mode_mixture, weak_error)
 
 import jaxdist as jd
@@ -23,14 +23,6 @@ MAKERS = {
 }
 
 
-def _grid(n):
-    return jd.grids.time_uniform(SCHED, n, 1.0, 1e-2)
-
-
-def _weak_grid(schedule, n):
-    return jd.grids.logsnr_uniform(schedule, n, 1.0, 1e-2)
-
-
 @pytest.mark.parametrize("name", ["euler-maruyama", "edm-sde"])
 def test_strong_order_on_one_brownian_path(x64, name):
     """Strong order 1 (additive noise): RMS over 16 paths of |x_n - x_ref|, every run (n = 32,
@@ -43,7 +35,7 @@ def test_strong_order_on_one_brownian_path(x64, name):
     if name == "edm-sde":  # more churn so the noise (order 1) dominates the Heun drift (order 2)
         make = lambda nz: EDMStochastic(**{**EDM_KW, "S_churn": 10.0}, noise=nz)  # noqa: E731
         ref_steps = 1024
-    errs = strong_errors(make, mix.denoiser(SCHED), x_T, [32, 64, 128], ref_steps, _grid, BROWNIAN)
+    errs = strong_errors(make, mix.denoiser(SCHED), x_T, [32, 64, 128], ref_steps, time_grid, BROWNIAN)
     p = empirical_order([32, 64, 128], errs)
     assert abs(p - make(None).strong_order) <= 0.25, (name, p, errs)
 
@@ -57,7 +49,7 @@ def test_weak_order_exact_moments(x64, name):
     must both vanish."""
     make = MAKERS[name]
     ns = [32, 64, 128]
-    errs = [weak_error(make, SCHED, n, _weak_grid) for n in ns]
+    errs = [weak_error(make, SCHED, n, logsnr_grid) for n in ns]
     total = [m + v for m, v in errs]
     p = empirical_order(ns, total)
     assert p >= make(None).weak_order - 0.2, (name, p, errs)

@@ -4,7 +4,7 @@ data, the deterministic limit eta = 0, and mixture weights from 20,000 samples."
 import jax
 import numpy as np
 import pytest
-from sde_helpers import (BROWNIAN, mode_weights_check, smooth_mixture, strong_errors,
+from sde_helpers import (logsnr_grid, time_grid, BROWNIAN, mode_weights_check, smooth_mixture, strong_errors,
                          two_mode_mixture, weak_error)
 
 import jaxdist as jd
@@ -15,14 +15,6 @@ SCHED = jd.schedules.VPLinear()
 CONFIGS = {"2m": dict(order=2), "2m-heun": dict(order=2, solver_type="heun"), "3m": dict(order=3)}
 
 
-def _grid(n):
-    return jd.grids.time_uniform(SCHED, n, 1.0, 1e-2)
-
-
-def _weak_grid(schedule, n):
-    return jd.grids.logsnr_uniform(schedule, n, 1.0, 1e-2)
-
-
 @pytest.mark.parametrize("name", ["2m", "3m"])
 def test_strong_order_on_one_brownian_path(x64, name):
     """Strong order 1 (one Gaussian per step limits it): RMS over 16 paths of |x_n - x_ref|,
@@ -31,7 +23,7 @@ def test_strong_order_on_one_brownian_path(x64, name):
     make = lambda nz: SDEDPMSolverPP(**CONFIGS[name], noise=nz)  # noqa: E731
     x_T = jax.random.normal(jax.random.key(1), (16, 2))
     errs = strong_errors(make, smooth_mixture().denoiser(SCHED), x_T, [32, 64, 128], 512,
-                         _grid, BROWNIAN)
+                         time_grid, BROWNIAN)
     p = empirical_order([32, 64, 128], errs)
     assert abs(p - make(None).strong_order) <= 0.3, (name, p, errs)
 
@@ -42,7 +34,7 @@ def test_weak_order_exact_moments(x64, name):
     64, 128 log-SNR-uniform steps: slope >= weak_order - 0.2 (= 1.8)."""
     make = lambda nz: SDEDPMSolverPP(**CONFIGS[name], noise=nz)  # noqa: E731
     ns = [32, 64, 128]
-    errs = [sum(weak_error(make, SCHED, n, _weak_grid)) for n in ns]
+    errs = [sum(weak_error(make, SCHED, n, logsnr_grid)) for n in ns]
     p = empirical_order(ns, errs)
     assert p >= make(None).weak_order - 0.2, (name, p, errs)
 
