@@ -78,6 +78,7 @@ class Checkpointer:
         self._manager = ocp.CheckpointManager(self.directory, options=options,
                                               item_names=("state", "config"))
         self.save_every = save_every
+        self._pending: int | None = None  # the step of the save in flight, if any
 
     # ---------------------------------------------------------------- queries
     def latest_step(self) -> int | None:
@@ -103,12 +104,27 @@ class Checkpointer:
         cfg = json.loads(json.dumps(config or {}))  # JSON-able now, not in the background thread
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
                                   config=ocp.args.JsonSave(cfg))
-        return bool(self._manager.save(step, args=args, force=True))
+        self.wait()  # a failure of the previous save surfaces here, not one save later
+        started = bool(self._manager.save(step, args=args, force=True))
+        self._pending = step if started else None
+        return started
 
     def wait(self) -> None:
-        """Blocks until the pending save is on disk; re-raises its error if it failed."""
-        self._manager.wait_until_finished()
-        self._manager.check_for_errors()
+        """Blocks until the pending save is on disk.
+
+        Raises:
+          CheckpointError: the background write failed (naming the step and the directory);
+            the earlier checkpoints are untouched and remain the ones a restore uses.
+        """
+        step, self._pending = self._pending, None
+        try:
+            self._manager.wait_until_finished()
+            self._manager.check_for_errors()
+        except Exception as err:
+            self._manager.reload()  # forget the step that never landed
+            raise CheckpointError(
+                f"saving step {step} to {self.directory} failed: {type(err).__name__}: {err}. "
+                f"The newest complete checkpoint is step {self.latest_step()}.") from err
 
     def close(self) -> None:
         """Waits for pending saves and releases the manager (errors are raised, not swallowed)."""

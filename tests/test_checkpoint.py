@@ -186,3 +186,26 @@ def test_restore_onto_a_different_mesh_uses_the_target_shardings(tmp_path):
                                              sharding=parallel.batch_sharding(mesh4))}
         with pytest.raises(CheckpointError):  # a different tree is refused, not reshaped
             ck.restore(target)
+
+
+def test_failed_background_save_surfaces_on_close_and_keeps_the_previous_step(tmp_path,
+                                                                               monkeypatch):
+    from orbax.checkpoint._src.checkpointers import async_checkpointer
+
+    def failing_write(*args, **kwargs):
+        raise OSError("injected: no space left on device")
+
+    ck = Checkpointer(tmp_path / "run", save_every=1)
+    ck.save(1, _state(0), config={"n": 1})
+    ck.wait()
+    monkeypatch.setattr(async_checkpointer, "_background_wait_for_commit_futures", failing_write)
+    assert ck.save(2, _state(1), config={"n": 2})  # the write fails in the background thread
+    with pytest.raises(CheckpointError, match=r"saving step 2 to .*run failed: OSError: injected"
+                                              r".*newest complete checkpoint is step 1"):
+        ck.close()
+    monkeypatch.undo()
+    with Checkpointer(tmp_path / "run") as again:
+        assert again.all_steps() == [1]
+        restored, config = again.restore(_state(0))
+    _assert_equal(restored, _state(0))
+    assert config == {"n": 1}
