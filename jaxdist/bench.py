@@ -62,9 +62,29 @@ def run_bench(out_dir: str | Path = "out/bench", *, nfes: Sequence[int] = (5, 8,
         return _run_bench(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, progress)
 
 
-def _run_bench(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, progress) -> dict:
+def timed_runs(names: Sequence[str], nfes: Sequence[int], den, x_T: jax.Array, grid_spec: tuple,
+               *, key: jax.Array | None = None, desc: str = "bench", progress: bool = True):
+    """Samples ``x_T`` with every solver in ``names`` at every budget in ``nfes`` (a progress
+    bar over the jobs); yields ``(name, x float64 [N, D], nfe_used, seconds)``, the time
+    including compilation. ``grid_spec = (grid_fn, t_start, t_end)``."""
     from tqdm.auto import tqdm
 
+    grid_fn, t0, t1 = grid_spec
+    bar = tqdm([(name, nfe) for name in names for nfe in nfes], desc=desc, disable=not progress,
+               leave=False)
+    for name, nfe in bar:
+        bar.set_postfix_str(f"{name} @ NFE {nfe}")
+        solver = by_name(name)
+        grid = grid_fn(den.schedule, steps_for_nfe(solver, nfe), t0, t1).astype(jnp.float32)
+        run = jax.jit(lambda x, k, solver=solver, grid=grid: sample(solver, den, x, grid,
+                                                                    key=k)[:2])
+        tic = time.perf_counter()
+        x, used = run(x_T, key)
+        x = np.asarray(jax.block_until_ready(x), dtype=np.float64)
+        yield name, x, int(used), time.perf_counter() - tic
+
+
+def _run_bench(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, progress) -> dict:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sched, grid_name, t0, t1 = SCHEDULES[schedule]
@@ -76,17 +96,8 @@ def _run_bench(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, pro
     grid_fn = getattr(grids_lib, grid_name)
     names = list(solver_names or [n for n in SOLVERS if not by_name(n).stochastic])
     results: dict[str, dict[str, list]] = {}
-    jobs = [(name, nfe) for name in names for nfe in nfes]
-    bar = tqdm(jobs, desc="bench", disable=not progress, leave=False)
-    for name, nfe in bar:
-        bar.set_postfix_str(f"{name} @ NFE {nfe}")
-        solver = by_name(name)
-        grid = grid_fn(sched, steps_for_nfe(solver, nfe), t0, t1).astype(jnp.float32)
-        run = jax.jit(lambda x, solver=solver, grid=grid: sample(solver, den, x, grid)[:2])
-        tic = time.perf_counter()
-        x, used = run(x_T)
-        x = np.asarray(jax.block_until_ready(x), dtype=np.float64)
-        seconds = time.perf_counter() - tic
+    for name, x, used, seconds in timed_runs(names, nfes, den, x_T, (grid_fn, t0, t1),
+                                             desc="bench", progress=progress):
         err = float(np.sqrt(np.mean(np.sum((x - reference) ** 2, axis=-1))))
         row = results.setdefault(name, {"nfe": [], "error": [], "seconds": []})
         row["nfe"].append(int(used))

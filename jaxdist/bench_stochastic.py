@@ -16,7 +16,6 @@ Markdown table, ``bench_stochastic.json`` and ``bench_stochastic.png``.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Sequence
 
@@ -25,8 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import grids as grids_lib
-from .bench import SCHEDULES, builtin_mixture, steps_for_nfe
-from .sample import sample
+from .bench import SCHEDULES, builtin_mixture, timed_runs
 from .solvers.registry import SOLVERS, by_name
 from .testing import GaussianMixture
 
@@ -76,8 +74,6 @@ def run_stochastic_bench(out_dir: str | Path = "out/bench", *,
 
 
 def _run(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, progress) -> dict:
-    from tqdm.auto import tqdm
-
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sched, grid_name, t0, t1 = SCHEDULES[schedule]
@@ -92,17 +88,9 @@ def _run(out_dir, nfes, solver_names, schedule, n_samples, seed, plot, progress)
     exact = np.asarray(gmm.sample(k_data, n_samples), np.float64)
     floor_tv, _ = weight_error(exact, gmm)
     results: dict[str, dict[str, list]] = {}
-    jobs = [(name, nfe) for name in names for nfe in nfes]
-    bar = tqdm(jobs, desc="bench --stochastic", disable=not progress, leave=False)
-    for name, nfe in bar:
-        bar.set_postfix_str(f"{name} @ NFE {nfe}")
-        solver = by_name(name)
-        grid = grid_fn(sched, steps_for_nfe(solver, nfe), t0, t1).astype(jnp.float32)
-        run = jax.jit(lambda x, k, solver=solver, grid=grid: sample(solver, den, x, grid, key=k)[:2])
-        tic = time.perf_counter()
-        x, used = run(x_T, k_sampler)
-        x = np.asarray(jax.block_until_ready(x), dtype=np.float64)
-        seconds = time.perf_counter() - tic
+    for name, x, used, seconds in timed_runs(names, nfes, den, x_T, (grid_fn, t0, t1),
+                                             key=k_sampler, desc="bench --stochastic",
+                                             progress=progress):
         row = results.setdefault(name, {"nfe": [], "frechet": [], "weight_tv": [], "seconds": [],
                                         "finite": []})
         finite = bool(np.all(np.isfinite(x)))
