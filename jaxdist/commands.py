@@ -29,7 +29,7 @@ from .sample import sample
 from .schedules import EDM, RectifiedFlow, Schedule
 from .train import TrainState, fit, init_train_state
 
-__all__ = ["TRAIN_OBJECTIVES", "DEFAULTS", "train_run", "sample_checkpoint", "sample_run", "make_grid",
+__all__ = ["TRAIN_OBJECTIVES", "DEFAULTS", "OBJECTIVE_DEFAULTS", "train_run", "sample_checkpoint", "sample_run", "make_grid",
            "quality", "save_samples", "run_demo"]
 
 TRAIN_OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
@@ -37,6 +37,12 @@ TRAIN_OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
 #: settings of a run (saved as the checkpoint's config; the ``_MODEL_KEYS`` must match on resume)
 DEFAULTS: dict[str, Any] = {"batch_size": 256, "lr": 1e-3, "hidden": 256, "depth": 3,
                             "ema_decay": 0.999, "grad_clip": 1.0, "seed": 0}
+#: settings that differ by objective (explicit settings win)
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {"ict": {"lr": 5e-4}}
+#: iCT needs a smooth time embedding (the consistency function must change little between
+#: adjacent noise levels), the data's own sigma_data and a lower learning rate; with the MLP's
+#: default embedding, sigma_data = 0.5 and lr 2e-3 the samples collapsed (docs/training.md).
+ICT_TIME_MAX_FREQ = 1.0
 _MODEL_KEYS = ("data", "objective", "hidden", "depth", "batch_size", "lr", "ema_decay",
                "grad_clip", "seed", "dim")
 
@@ -49,10 +55,13 @@ def _build(config: dict) -> tuple[Dataset, Any, Any, Any]:
     from .objectives import make_objective
 
     dataset = get_dataset(config["data"])
+    ict = config["objective"] == "ict"
     module = MLP(dataset.dim, hidden=config["hidden"], depth=config["depth"],
-                 rngs=nnx.Rngs(config["seed"]))
+                 time_max_freq=ICT_TIME_MAX_FREQ if ict else 64.0, rngs=nnx.Rngs(config["seed"]))
     apply_fn, params = as_apply_fn(module)
-    options = {"total_steps": int(config["total_steps"])} if config["objective"] == "ict" else {}
+    options = {"total_steps": int(config["total_steps"])} if ict else {}
+    if config["objective"] in ("edm", "ict"):  # EDM preconditioning wants the data's own scale
+        options["schedule"] = EDM(sigma_data=dataset.std)
     objective = make_objective(config["objective"], apply_fn, **options)
     return dataset, apply_fn, params, objective
 
@@ -71,8 +80,8 @@ def train_run(checkpoint_dir: str | Path, *, data: str = "two-moons", objective:
               progress: bool = True, log_every: int = 50, **settings) -> tuple[TrainState, list]:
     """Trains (or resumes) a run in ``checkpoint_dir``; returns the final state and the history.
 
-    ``settings`` override :data:`DEFAULTS` (``batch_size``, ``lr``, ``hidden``, ``depth``,
-    ``ema_decay``, ``grad_clip``, ``seed``). A folder that already holds checkpoints resumes from
+    ``settings`` override :data:`DEFAULTS` and :data:`OBJECTIVE_DEFAULTS` (``batch_size``,
+    ``lr``, ``hidden``, ``depth``, ``ema_decay``, ``grad_clip``, ``seed``). A folder that already holds checkpoints resumes from
     the newest one; its saved settings must match (else :class:`CheckpointError`).
     """
     if objective not in TRAIN_OBJECTIVES:
@@ -84,7 +93,8 @@ def train_run(checkpoint_dir: str | Path, *, data: str = "two-moons", objective:
     unknown = set(settings) - set(DEFAULTS)
     if unknown:
         raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
-    config = {**DEFAULTS, **settings, "data": data, "objective": objective, "total_steps": steps}
+    config = {**DEFAULTS, **OBJECTIVE_DEFAULTS.get(objective, {}), **settings, "data": data,
+              "objective": objective, "total_steps": steps}
     save_every = save_every or max(1, steps // 4)
     ckpt = Checkpointer(checkpoint_dir, save_every=save_every, max_to_keep=max_to_keep)
     try:
@@ -388,8 +398,10 @@ def add_parsers(sub) -> None:
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=int, default=None,
                            help=f"default: {DEFAULTS[name]}")
     for name in ("lr", "ema_decay", "grad_clip"):
+        special = "".join(f", {v[name]} for {obj}" for obj, v in OBJECTIVE_DEFAULTS.items()
+                          if name in v)
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=None,
-                           help=f"default: {DEFAULTS[name]}")
+                           help=f"default: {DEFAULTS[name]}{special}")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     smp = sub.add_parser(

@@ -58,3 +58,18 @@ def test_digits_ict_image_grid_and_missing_checkpoint(tmp_path, capsys):
     assert main(["sample", "--checkpoint-dir", str(tmp_path / "nothing"), "--out",
                  str(tmp_path / "x.npz")]) == 1
     assert f"no complete checkpoint in {tmp_path / 'nothing'}" in capsys.readouterr().out
+
+
+def test_ict_run_does_not_collapse(tmp_path):
+    """iCT with the CLI's settings (smooth time embedding, sigma_data = data std, lr 5e-4):
+    600 steps give one-step samples near two-moons. Measured sliced W2 over seeds 0-3:
+    0.115-0.209 (floor, data against data: 0.066); the earlier settings (embedding frequencies
+    up to 64, lr 2e-3) scored 0.38, a blob at the centre."""
+    from jaxdist.commands import get_dataset, quality, sample_checkpoint, train_run
+
+    train_run(tmp_path, data="two-moons", objective="ict", steps=600, progress=False,
+              hidden=64, depth=2, ema_decay=0.99, seed=0)
+    x, info = sample_checkpoint(tmp_path, solver="consistency", nfe=1, num=1000)
+    q = quality(x, get_dataset("two-moons"), n_ref=1000)
+    assert info["nfe"] == 1 and info["config"]["lr"] == 5e-4
+    assert q["model"]["swd"] < 0.25, q

@@ -49,14 +49,20 @@ class MLP(nnx.Module):
       hidden: width of the hidden layers.
       depth: number of hidden layers.
       time_features: size of the sinusoidal embedding ``e(t)`` (before a 2-layer projection).
+      time_max_freq: highest frequency of ``e(t)``. Consistency models want a smooth
+        embedding (about 1; iCT lowers its Fourier scale from 16 to 0.02 for the same reason:
+        ``f(x, s)`` must change little between adjacent noise levels); the default resolves
+        the sharp time dependence of diffusion and flow models.
       rngs: ``nnx.Rngs`` for the initialisation.
     """
 
     def __init__(self, dim: int, *, hidden: int = 256, depth: int = 3, time_features: int = 64,
-                 rngs: nnx.Rngs):
+                 time_max_freq: float = 64.0, rngs: nnx.Rngs):
         if dim < 1 or hidden < 1 or depth < 1:
             raise ValueError(f"dim={dim}, hidden={hidden} and depth={depth} must be positive.")
-        self.dim, self.time_features = dim, time_features
+        if not time_max_freq > 1.0 / 16.0:
+            raise ValueError(f"time_max_freq={time_max_freq} must exceed the lowest frequency 1/16.")
+        self.dim, self.time_features, self.time_max_freq = dim, time_features, time_max_freq
         self.time_in = nnx.Linear(time_features, hidden, rngs=rngs)
         self.time_out = nnx.Linear(hidden, hidden, rngs=rngs)
         self.inp = nnx.Linear(dim, hidden, rngs=rngs)
@@ -67,7 +73,8 @@ class MLP(nnx.Module):
     def __call__(self, x: Array, t) -> Array:
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLP(dim={self.dim}) expects x of shape [B, {self.dim}], got {x.shape}.")
-        emb = time_embedding(broadcast_time(t, x.shape[0]), self.time_features)
+        emb = time_embedding(broadcast_time(t, x.shape[0]), self.time_features,
+                             max_freq=self.time_max_freq)
         emb = self.time_out(jax.nn.silu(self.time_in(emb)))
         h = self.inp(x)
         for layer, proj in zip(self.layers, self.time_proj):
