@@ -70,3 +70,10 @@ def test_datasets(name):
         assert np.all(np.abs(np.asarray(x)) < 4.0)
     with pytest.raises(ValueError, match="unknown data set"):
         get_dataset("mnist")
+
+
+def test_dataset_std_is_the_sigma_data_of_the_data():
+    # checkerboard: each coordinate is uniform on [-2, 2] (the dark squares cover every column
+    # and row equally), so its std is sqrt(16 / 12); two-moons is standardised to about 1
+    np.testing.assert_allclose(get_dataset("checkerboard").std, np.sqrt(4.0 / 3.0), atol=0.01)
+    np.testing.assert_allclose(get_dataset("two-moons").std, 1.0, atol=0.03)

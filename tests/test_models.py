@@ -34,6 +34,22 @@ def test_mlp_shapes_and_time_broadcasting():
         module(x, jnp.ones(4))
     with pytest.raises(ValueError, match="MLP"):
         module(jnp.ones((5, 4)), 0.1)
+    with pytest.raises(ValueError, match="time_max_freq"):
+        jd.models.MLP(3, time_max_freq=0.0, rngs=nnx.Rngs(0))
+
+
+def test_time_max_freq_sets_how_fast_the_embedding_turns():
+    """``|d e / du| = 2 pi sqrt(sum_k f_k^2)`` (each sin/cos pair turns at ``2 pi f_k``), so
+    ``time_max_freq`` bounds how far apart adjacent noise levels are embedded."""
+    from jaxdist.models.mlp import time_embedding
+
+    u = jnp.linspace(-1.5, 1.1, 4001)  # log(sigma) / 4 over EDM's noise levels
+    for f_max in (1.0, 64.0):
+        e = np.asarray(time_embedding(jnp.sinh(u), 64, max_freq=f_max), np.float64)
+        speed = np.linalg.norm(np.diff(e, axis=0), axis=1) / float(u[1] - u[0])
+        exact = 2 * np.pi * np.sqrt(np.sum(np.geomspace(1 / 16, f_max, 32) ** 2))
+        np.testing.assert_allclose(np.median(speed), exact, rtol=2e-2)
+
 
 
 @pytest.fixture(scope="module")
