@@ -36,15 +36,17 @@ TRAIN_OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
 
 #: settings of a run (saved as the checkpoint's config; the ``_MODEL_KEYS`` must match on resume)
 DEFAULTS: dict[str, Any] = {"batch_size": 256, "lr": 1e-3, "hidden": 256, "depth": 3,
-                            "ema_decay": 0.999, "grad_clip": 1.0, "seed": 0}
-#: settings that differ by objective (explicit settings win)
-OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {"ict": {"lr": 5e-4}}
+                            "ema_decay": 0.999, "grad_clip": 1.0, "seed": 0, "prediction": None}
+#: settings that differ by objective (explicit settings win). ``dsm`` trains a v-prediction
+#: network: with eps-prediction the same MLP's PF-ODE diverged on digits (docs/training.md).
+OBJECTIVE_DEFAULTS: dict[str, dict[str, Any]] = {"ict": {"lr": 5e-4}, "dsm": {"prediction": "v"}}
+DSM_PREDICTIONS = ("eps", "x0", "v")
 #: iCT needs a smooth time embedding (the consistency function must change little between
 #: adjacent noise levels), the data's own sigma_data and a lower learning rate; with the MLP's
 #: default embedding, sigma_data = 0.5 and lr 2e-3 the samples collapsed (docs/training.md).
 ICT_TIME_MAX_FREQ = 1.0
 _MODEL_KEYS = ("data", "objective", "hidden", "depth", "batch_size", "lr", "ema_decay",
-               "grad_clip", "seed", "dim")
+               "grad_clip", "seed", "dim", "prediction")
 
 
 def _build(config: dict) -> tuple[Dataset, Any, Any, Any]:
@@ -62,6 +64,8 @@ def _build(config: dict) -> tuple[Dataset, Any, Any, Any]:
     options = {"total_steps": int(config["total_steps"])} if ict else {}
     if config["objective"] in ("edm", "ict"):  # EDM preconditioning wants the data's own scale
         options["schedule"] = EDM(sigma_data=dataset.std)
+    if config["objective"] == "dsm":
+        options["prediction"] = config.get("prediction") or "eps"  # runs saved before: eps
     objective = make_objective(config["objective"], apply_fn, **options)
     return dataset, apply_fn, params, objective
 
@@ -81,7 +85,8 @@ def train_run(checkpoint_dir: str | Path, *, data: str = "two-moons", objective:
     """Trains (or resumes) a run in ``checkpoint_dir``; returns the final state and the history.
 
     ``settings`` override :data:`DEFAULTS` and :data:`OBJECTIVE_DEFAULTS` (``batch_size``,
-    ``lr``, ``hidden``, ``depth``, ``ema_decay``, ``grad_clip``, ``seed``). A folder that already holds checkpoints resumes from
+    ``lr``, ``hidden``, ``depth``, ``ema_decay``, ``grad_clip``, ``seed``, and ``prediction``
+    for ``dsm``: ``"eps"``, ``"x0"`` or ``"v"``). A folder that already holds checkpoints resumes from
     the newest one; its saved settings must match (else :class:`CheckpointError`).
     """
     if objective not in TRAIN_OBJECTIVES:
@@ -95,6 +100,11 @@ def train_run(checkpoint_dir: str | Path, *, data: str = "two-moons", objective:
         raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(DEFAULTS)}.")
     config = {**DEFAULTS, **OBJECTIVE_DEFAULTS.get(objective, {}), **settings, "data": data,
               "objective": objective, "total_steps": steps}
+    if objective == "dsm" and config["prediction"] not in DSM_PREDICTIONS:
+        raise ValueError(f"prediction={config['prediction']!r} must be one of {DSM_PREDICTIONS}.")
+    if objective != "dsm" and config["prediction"] is not None:
+        raise ValueError(f"prediction applies to objective 'dsm' only (got objective "
+                         f"{objective!r}); drop --prediction.")
     save_every = save_every or max(1, steps // 4)
     ckpt = Checkpointer(checkpoint_dir, save_every=save_every, max_to_keep=max_to_keep)
     try:
@@ -339,7 +349,7 @@ def cli_train(args) -> int:
         _, history = train_run(args.checkpoint_dir, data=args.data, objective=args.objective,
                                steps=args.steps, save_every=args.save_every,
                                progress=not args.quiet, **settings)
-    except CheckpointError as err:
+    except (CheckpointError, ValueError) as err:  # bad settings or checkpoints: say which
         print(f"error: {err}")
         return 1
     if history:
@@ -402,6 +412,8 @@ def add_parsers(sub) -> None:
                           if name in v)
         train.add_argument(f"--{name.replace('_', '-')}", dest=name, type=float, default=None,
                            help=f"default: {DEFAULTS[name]}{special}")
+    train.add_argument("--prediction", choices=DSM_PREDICTIONS, default=None,
+                       help="what the network predicts in dsm runs (default: v)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
 
     smp = sub.add_parser(

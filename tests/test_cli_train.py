@@ -30,6 +30,9 @@ def test_train_resume_sample_two_moons(tmp_path, capsys):
                  "64", "--depth", "1", "--quiet"]) == 1
     assert "hidden: saved 32, requested 64" in capsys.readouterr().out
     assert sorted(p.name for p in ck.iterdir()) == before
+    assert main(["train", "--objective", "fm", "--prediction", "eps", "--steps", "1",
+                 "--checkpoint-dir", str(tmp_path / "bad"), *TINY]) == 1
+    assert "prediction applies to objective 'dsm' only" in capsys.readouterr().out
 
     dest = tmp_path / "s.npz"
     assert main(["sample", "--checkpoint-dir", str(ck), "--solver", "ddim", "--nfe", "4",
@@ -73,3 +76,14 @@ def test_ict_run_does_not_collapse(tmp_path):
     q = quality(x, get_dataset("two-moons"), n_ref=1000)
     assert info["nfe"] == 1 and info["config"]["lr"] == 5e-4
     assert q["model"]["swd"] < 0.25, q
+
+
+@pytest.mark.parametrize("prediction", [None, "eps"])
+def test_dsm_prediction_is_saved_and_used(tmp_path, prediction):
+    from jaxdist.commands import _restore_run, train_run
+
+    extra = {} if prediction is None else {"prediction": prediction}
+    train_run(tmp_path, data="two-moons", objective="dsm", steps=2, progress=False,
+              batch_size=64, hidden=16, depth=1, **extra)
+    config, _, _, objective, _ = _restore_run(tmp_path)
+    assert config["prediction"] == objective.prediction == (prediction or "v")
