@@ -66,6 +66,9 @@ def test_datasets(name):
     if name == "digits":
         assert ds.image_shape == (8, 8) and -1.0 <= held.min() and held.max() <= 1.0
         assert ds.held_out_size == 297
+        offset = np.asarray(x) - (np.rint((np.asarray(x) + 1.0) * 8.0) / 8.0 - 1.0)
+        assert np.all(np.abs(offset) <= 1 / 16 + 1e-6)  # dequantised within the level's bin
+        assert abs(offset.std() - 1 / 8 / np.sqrt(12)) < 2e-3  # uniform over it
     else:
         assert np.all(np.abs(np.asarray(x)) < 4.0)
     with pytest.raises(ValueError, match="unknown data set"):
