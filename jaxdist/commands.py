@@ -29,8 +29,8 @@ from .sample import sample
 from .schedules import EDM, RectifiedFlow, Schedule
 from .train import TrainState, fit, init_train_state
 
-__all__ = ["TRAIN_OBJECTIVES", "DEFAULTS", "OBJECTIVE_DEFAULTS", "train_run", "sample_checkpoint", "sample_run", "make_grid",
-           "quality", "save_samples", "run_demo"]
+__all__ = ["TRAIN_OBJECTIVES", "DEFAULTS", "OBJECTIVE_DEFAULTS", "train_run", "sample_checkpoint",
+           "sample_run", "make_grid", "quality", "save_samples", "draw_samples", "run_demo"]
 
 TRAIN_OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
 
@@ -86,8 +86,8 @@ def train_run(checkpoint_dir: str | Path, *, data: str = "two-moons", objective:
 
     ``settings`` override :data:`DEFAULTS` and :data:`OBJECTIVE_DEFAULTS` (``batch_size``,
     ``lr``, ``hidden``, ``depth``, ``ema_decay``, ``grad_clip``, ``seed``, and ``prediction``
-    for ``dsm``: ``"eps"``, ``"x0"`` or ``"v"``). A folder that already holds checkpoints resumes from
-    the newest one; its saved settings must match (else :class:`CheckpointError`).
+    for ``dsm``: ``"eps"``, ``"x0"`` or ``"v"``). A folder that already holds checkpoints
+    resumes from the newest one; its saved settings must match (else :class:`CheckpointError`).
     """
     if objective not in TRAIN_OBJECTIVES:
         raise ValueError(f"unknown objective {objective!r}; use one of {TRAIN_OBJECTIVES}.")
@@ -238,14 +238,16 @@ def save_samples(x: np.ndarray, out: str | Path, dataset: Dataset, info: dict | 
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 5))
-    _draw(ax, x, dataset, title)
+    draw_samples(ax, x, dataset, title)
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     plt.close(fig)
     return out, png
 
 
-def _draw(ax, x: np.ndarray, dataset: Dataset, title: str = "") -> None:
+def draw_samples(ax, x: np.ndarray, dataset: Dataset, title: str = "") -> None:
+    """Draws samples on a matplotlib axis: a scatter plot for 2-D data, an image grid (up to
+    10x10, grey levels clipped to [-1, 1]) for image data sets."""
     if dataset.image_shape is not None:
         h, w = dataset.image_shape
         k = int(np.ceil(np.sqrt(min(len(x), 100))))
@@ -325,7 +327,7 @@ def _demo_plots(out: Path, dataset: Dataset, panels: list, history: list, num: i
     panels = [("held-out data", dataset.held_out(num))] + panels
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.4))
     for ax, (title, x) in zip(np.atleast_1d(axes), panels):
-        _draw(ax, x, dataset, title)
+        draw_samples(ax, x, dataset, title)
     fig.tight_layout()
     fig.savefig(out / "samples.png", dpi=110)
     plt.close(fig)

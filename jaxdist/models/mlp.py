@@ -61,7 +61,8 @@ class MLP(nnx.Module):
         if dim < 1 or hidden < 1 or depth < 1:
             raise ValueError(f"dim={dim}, hidden={hidden} and depth={depth} must be positive.")
         if not time_max_freq > 1.0 / 16.0:
-            raise ValueError(f"time_max_freq={time_max_freq} must exceed the lowest frequency 1/16.")
+            raise ValueError(f"time_max_freq={time_max_freq} must exceed the lowest frequency "
+                             "1/16 (1.0 for consistency models, 64.0 otherwise).")
         self.dim, self.time_features, self.time_max_freq = dim, time_features, time_max_freq
         self.time_in = nnx.Linear(time_features, hidden, rngs=rngs)
         self.time_out = nnx.Linear(hidden, hidden, rngs=rngs)
