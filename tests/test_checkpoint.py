@@ -190,7 +190,10 @@ def test_restore_onto_a_different_mesh_uses_the_target_shardings(tmp_path):
 
 def test_failed_background_save_surfaces_on_close_and_keeps_the_previous_step(tmp_path,
                                                                                monkeypatch):
-    from orbax.checkpoint._src.checkpointers import async_checkpointer
+    # the background thread's body in Orbax 0.11-0.12; a later refactor shows up as a skip
+    async_checkpointer = pytest.importorskip("orbax.checkpoint._src.checkpointers.async_checkpointer")
+    if not hasattr(async_checkpointer, "_background_wait_for_commit_futures"):
+        pytest.skip("this Orbax has no _background_wait_for_commit_futures to inject a failure")
 
     def failing_write(*args, **kwargs):
         raise OSError("injected: no space left on device")
