@@ -26,38 +26,34 @@ import jax
 import numpy as np
 
 from jaxdist.commands import _restore_run, draw_samples, quality, sample_run, train_run
-from jaxdist.data import get_dataset
-from jaxdist.likelihood import bits_per_dim, bits_per_dim_from_log_prob
+from jaxdist.data import DIGIT_BINS_RANGE, DIGIT_LEVELS, digit_levels, get_dataset
+from jaxdist.likelihood import bits_per_dim, bits_per_dim_from_log_prob, dequantise
 
 OUT = Path(__file__).parent / "out"
 OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
-DIGIT_LEVELS = 17  # scikit-learn's digits have grey levels 0..16, stored as v / 8 - 1
 
 
 def digits_bits_per_dim(run: tuple, n: int, seed: int) -> float:
-    """Mean bits/dim of ``n`` held-out digits. Level ``v`` is stored at ``v / 8 - 1``, so with
-    ``n_bins = 17`` the dequantisation interval of every level is centred on that value when the
-    data range is ``[-1 - 1/16, 1 + 1/16]``."""
+    """Mean bits/dim of ``n`` held-out digits: each level's dequantisation bin is centred on
+    its stored value (``jaxdist.data.DIGIT_BINS_RANGE``)."""
     config, dataset, apply_fn, obj, state = run
     den = obj.denoiser(apply_fn, state.ema_params)
-    levels = np.rint((dataset.held_out(n) + 1.0) * 8.0)
     # log-density at the schedule's t_min (noise 0.001-0.01, far below the bin width 0.125)
     bpd = jax.jit(lambda v, k: bits_per_dim(den, v, k, n_bins=DIGIT_LEVELS, t0=obj.schedule.t_min,
-                                            data_range=(-1.0625, 1.0625)))
-    return float(np.mean(bpd(levels, jax.random.key(seed))))
+                                            data_range=DIGIT_BINS_RANGE))
+    return float(np.mean(bpd(digit_levels(dataset.held_out(n)), jax.random.key(seed))))
 
 
 def gaussian_bits_per_dim(dataset, n: int, seed: int) -> float:
     """The same bound for a full-covariance Gaussian fitted to 20000 training draws: the
     baseline a model must beat (uniform over the 17 levels would be log2(17) = 4.09)."""
     train = np.asarray(dataset.sample(jax.random.key(seed + 2), 20_000), np.float64)
-    levels = np.rint((dataset.held_out(n) + 1.0) * 8.0)
-    k_deq, _ = jax.random.split(jax.random.key(seed))  # the dequantisation of bits_per_dim
-    u = np.asarray(jax.random.uniform(k_deq, levels.shape))
-    z = -1.0625 + 2.125 * (levels + u) / DIGIT_LEVELS
+    k_deq = jax.random.split(jax.random.key(seed))[0]  # the points digits_bits_per_dim uses
+    z = dequantise(digit_levels(dataset.held_out(n)), k_deq, n_bins=DIGIT_LEVELS,
+                   data_range=DIGIT_BINS_RANGE)
     log_p = jax.scipy.stats.multivariate_normal.logpdf(z, train.mean(0), np.cov(train.T))
     return float(np.mean(bits_per_dim_from_log_prob(log_p, dataset.dim, n_bins=DIGIT_LEVELS,
-                                                    data_range=(-1.0625, 1.0625))))
+                                                    data_range=DIGIT_BINS_RANGE)))
 
 
 def run(datasets, objectives, steps: int, num: int, seed: int, keep: bool,

@@ -58,8 +58,9 @@ def _build(config: dict) -> tuple[Dataset, Any, Any, Any]:
 
     dataset = get_dataset(config["data"])
     ict = config["objective"] == "ict"
-    module = MLP(dataset.dim, hidden=config["hidden"], depth=config["depth"],
-                 time_max_freq=ICT_TIME_MAX_FREQ if ict else 64.0, rngs=nnx.Rngs(config["seed"]))
+    smooth = {"time_max_freq": ICT_TIME_MAX_FREQ} if ict else {}
+    module = MLP(dataset.dim, hidden=config["hidden"], depth=config["depth"], **smooth,
+                 rngs=nnx.Rngs(config["seed"]))
     apply_fn, params = as_apply_fn(module)
     options = {"total_steps": int(config["total_steps"])} if ict else {}
     if config["objective"] in ("edm", "ict"):  # EDM preconditioning wants the data's own scale

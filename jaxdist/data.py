@@ -26,7 +26,8 @@ import numpy as np
 
 Array = jax.Array
 
-__all__ = ["Dataset", "DATASETS", "get_dataset", "two_moons", "checkerboard", "gmm", "digits"]
+__all__ = ["Dataset", "DATASETS", "get_dataset", "two_moons", "checkerboard", "gmm", "digits",
+           "DIGIT_LEVELS", "DIGIT_BINS_RANGE", "digit_levels"]
 
 _HELD_OUT_SEED = 2**20 + 7  # held-out draws use their own stream, never the training keys
 
@@ -100,6 +101,16 @@ def _gmm(key: Array, n: int) -> Array:
 two_moons = _generated("two-moons", _two_moons)
 checkerboard = _generated("checkerboard", _checkerboard)
 gmm = _generated("gmm", _gmm)
+
+
+DIGIT_LEVELS = 17  #: grey levels ``v = 0..16`` of the digits, stored at ``v / 8 - 1``
+#: the range covered by the 17 bins of width 1/8 centred on the stored levels (dequantisation)
+DIGIT_BINS_RANGE = (-1.0 - 1.0 / 16.0, 1.0 + 1.0 / 16.0)
+
+
+def digit_levels(x) -> np.ndarray:
+    """The integer grey level ``v`` (nearest) of digits ``x`` stored at ``v / 8 - 1``."""
+    return np.rint((np.asarray(x) + 1.0) * 8.0)
 
 
 def _digit_images() -> tuple[np.ndarray, np.ndarray]:

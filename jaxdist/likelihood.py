@@ -26,7 +26,7 @@ from .solvers.base import output_in_space
 
 Array = jax.Array
 
-__all__ = ["log_prob", "LogProbResult", "bits_per_dim", "bits_per_dim_from_log_prob",
+__all__ = ["log_prob", "LogProbResult", "bits_per_dim", "bits_per_dim_from_log_prob", "dequantise",
            "gaussian_prior"]
 
 
@@ -158,10 +158,17 @@ def bits_per_dim(denoiser: Any, x_int: Array, key: Array, *, n_bins: int = 256,
     mapped to ``data_range`` where the model lives. ``kwargs`` go to :func:`log_prob` (pass a
     different ``key`` there for Hutchinson probes)."""
     k_deq, k_probe = jax.random.split(key)
-    x = jnp.asarray(x_int).astype(jnp.result_type(float))
-    lo, hi = data_range
-    z = lo + (hi - lo) * (x + uniform_like(k_deq, x)) / n_bins
+    z = dequantise(x_int, k_deq, n_bins=n_bins, data_range=data_range)
     kwargs.setdefault("key", k_probe)
     res = log_prob(denoiser, z, **kwargs)
-    dim = int(math.prod(x.shape[1:]))
+    dim = int(math.prod(z.shape[1:]))
     return bits_per_dim_from_log_prob(res.log_prob, dim, n_bins=n_bins, data_range=data_range)
+
+
+def dequantise(x_int: Array, key: Array, *, n_bins: int = 256,
+               data_range: tuple[float, float] = (-1.0, 1.0)) -> Array:
+    """``z = lo + (hi - lo) (x + u) / n_bins`` with ``u ~ U[0, 1)``: integer data as a point of
+    its bin in ``data_range`` (:func:`bits_per_dim` uses ``jax.random.split(key)[0]``)."""
+    x = jnp.asarray(x_int).astype(jnp.result_type(float))
+    lo, hi = data_range
+    return lo + (hi - lo) * (x + uniform_like(key, x)) / n_bins

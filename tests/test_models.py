@@ -51,7 +51,6 @@ def test_time_max_freq_sets_how_fast_the_embedding_turns():
         np.testing.assert_allclose(np.median(speed), exact, rtol=2e-2)
 
 
-
 @pytest.fixture(scope="module")
 def unet():
     """One small U-Net for both sizes (first-time initialisation compiles many small ops)."""
