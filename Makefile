@@ -17,6 +17,7 @@ demo: $(STAMP)
 	$(BIN)/jaxdist demo --out out/demo
 
 test: $(STAMP)
+	$(BIN)/ruff check jaxdist tests experiments benchmarks
 	$(BIN)/python -m pytest -q -n 2
 	$(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
 

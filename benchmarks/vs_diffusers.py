@@ -4,7 +4,7 @@ Needs the optional extra: ``pip install -e '.[bench]'`` (torch, diffusers; CPU i
 Run ``python benchmarks/vs_diffusers.py`` (about 2-5 minutes on 2 CPU cores). It prints two
 tables and writes ``benchmarks/results/vs_diffusers.json`` and ``vs_diffusers.png``:
 
-(a) accuracy: a 2-D Gaussian mixture (``jaxdist.bench.builtin_mixture``) whose exact noise
+(a) accuracy: a 2-D Gaussian mixture (``jaxdist.testing.builtin_mixture``) whose exact noise
     prediction is the model, the DDPM linear-beta schedule (1000 steps, ``trailing`` spacing, last
     step to clean data) and the same timesteps in both frameworks (jaxdist's grid and solver come
     from ``from_diffusers_scheduler`` of the diffusers config). Reported: RMS distance of each
@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from pathlib import Path
 
@@ -30,8 +29,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxdist as jd
-from jaxdist.bench import builtin_mixture
+from jaxdist.testing import builtin_mixture
 from jaxdist.solvers import from_diffusers_scheduler
+
+from common import jax_mlp, median_times, mlp_weights
 
 BASE = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
         "beta_schedule": "linear", "timestep_spacing": "trailing", "prediction_type": "epsilon"}
@@ -91,7 +92,8 @@ def accuracy(steps=(10, 20), n_samples=256, progress=True) -> dict:
         _, eps = gmm.predictions(schedule, jnp.asarray(x.double().numpy()), t)
         return torch.from_numpy(np.asarray(eps)).to(x.dtype)
 
-    den = jd.Denoiser(lambda x, t: gmm.predictions(schedule, x, (t + 1.0) / n_train)[1],
+    # jd.Denoiser passes the model time (the index N t - 1); the oracle reads it as such
+    den = jd.Denoiser(lambda x, m: gmm.predictions(schedule, x, m, time="model")[1],
                       schedule, prediction="eps")
     rows = {}
     jobs = [(label, n) for label in SAMPLERS for n in steps]
@@ -111,7 +113,7 @@ def accuracy(steps=(10, 20), n_samples=256, progress=True) -> dict:
                                            "jaxdist_error": err_j, "jaxdist_nfe": nfe_j,
                                            "jaxdist_solver": name_j})
     jax.config.update("jax_enable_x64", False)
-    return {"problem": "8-component 2-D Gaussian mixture (jaxdist.bench.builtin_mixture), exact "
+    return {"problem": "8-component 2-D Gaussian mixture (jaxdist.testing.builtin_mixture), exact "
                        "eps predictions", "config": BASE, "n_samples": n_samples,
             "metric": "RMS distance to the reference PF-ODE solution (diffrax Dopri8, rtol 1e-9)",
             "steps": list(steps), "results": rows}
@@ -119,28 +121,6 @@ def accuracy(steps=(10, 20), n_samples=256, progress=True) -> dict:
 
 # ------------------------------------------------------------------------------------------
 # (b) speed with the same MLP
-def mlp_weights(width=256, seed=0) -> list[tuple[np.ndarray, np.ndarray]]:
-    rng = np.random.default_rng(seed)
-    sizes = [3, width, width, 2]
-    return [(rng.normal(0, 1 / np.sqrt(i), (i, o)).astype(np.float32),
-             rng.normal(0, 0.1, (o,)).astype(np.float32)) for i, o in zip(sizes[:-1], sizes[1:])]
-
-
-def jax_mlp(weights):
-    params = [(jnp.asarray(w), jnp.asarray(b)) for w, b in weights]
-
-    def fn(x, t):
-        h = jnp.concatenate([x, jnp.broadcast_to(jnp.asarray(t, x.dtype) / 1000.0,
-                                                 x.shape[:1] + (1,))], -1)
-        for i, (w, b) in enumerate(params):
-            h = h @ w + b
-            if i < len(params) - 1:
-                h = jax.nn.silu(h)
-        return h
-
-    return fn
-
-
 def torch_mlp(weights):
     import torch
 
@@ -160,22 +140,6 @@ def torch_mlp(weights):
         return net(torch.cat([x, tt], -1))
 
     return fn
-
-
-def _median_times(fns: dict, reps: int) -> dict:
-    """Median wall time of each function, after one warm-up call each (compiles in jax). The
-    functions are timed in turn within every repetition, so that a load change on the machine
-    affects all of them alike."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(reps):
-        for name, fn in fns.items():
-            tic = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - tic)
-    return {**{name: statistics.median(v) for name, v in times.items()},
-            **{f"{name}_min": min(v) for name, v in times.items()}}
 
 
 def speed(batches=(1, 64, 1024), n_steps=10, reps=30, progress=True) -> dict:
@@ -217,9 +181,9 @@ def speed(batches=(1, 64, 1024), n_steps=10, reps=30, progress=True) -> dict:
 
         # Each framework's pair is interleaved; the frameworks are timed apart (torch's
         # spinning OpenMP threads would otherwise slow down the XLA call that follows them).
-        t = _median_times({"jax": lambda: sample(x_j).block_until_ready(),
+        t = median_times({"jax": lambda: sample(x_j).block_until_ready(),
                            "bare": lambda: bare(x_j).block_until_ready()}, reps)
-        t.update(_median_times({"torch": lambda: run_diffusers(sched, f_torch, x_t, n_steps),
+        t.update(median_times({"torch": lambda: run_diffusers(sched, f_torch, x_t, n_steps),
                                 "torch_bare": torch_bare}, reps))
         t_jax, t_bare, t_torch, t_torch_bare = t["jax"], t["bare"], t["torch"], t["torch_bare"]
         rows.append({"batch": batch, "jaxdist_s": t_jax, "jaxdist_bare_model_s": t_bare,

@@ -25,7 +25,9 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from jaxdist.commands import _restore_run, draw_samples, quality, sample_run, train_run
+from jaxdist.cli.plots import draw_samples
+from jaxdist.cli.quality import quality
+from jaxdist.cli.runs import restore_run, sample_run, train_run
 from jaxdist.data import DIGIT_BINS_RANGE, DIGIT_LEVELS, digit_levels, get_dataset
 from jaxdist.likelihood import bits_per_dim, bits_per_dim_from_log_prob, dequantise
 
@@ -73,7 +75,7 @@ def run(datasets, objectives, steps: int, num: int, seed: int, keep: bool,
                                    save_every=steps, hidden=hidden, depth=3, batch_size=256,
                                    ema_decay=0.995, seed=seed)  # lr: the CLI's default
             train_s = time.perf_counter() - tic if history else None  # None: a kept run
-            restored = _restore_run(ck)
+            restored = restore_run(ck)
             plans = [("consistency", 1), ("consistency", 2)] if obj == "ict" else \
                 [("dpm++2m", 10), ("dpm++2m", 20)]
             bpd = None

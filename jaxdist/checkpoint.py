@@ -14,17 +14,25 @@ Guarantees (each has a test in ``tests/test_checkpoint.py``):
 * restoring takes an *abstract* target (``jax.ShapeDtypeStruct`` with shardings, from
   :func:`abstract_state`), so containers, dtypes and placements come from the program, not from
   the files; a missing, truncated or mismatched checkpoint raises :class:`CheckpointError` naming
-  the directory and the step.
+  the directory and the step, and for a damaged step the newest older step that restores;
+* one writer per folder: a writing :class:`Checkpointer` holds the folder's
+  :class:`jaxdist.folder_lock.FolderLock` until :meth:`Checkpointer.close`, so a second run on the
+  same folder fails at once naming the first one's pid and host; ``read_only=True`` opens a
+  folder to restore from without locking it, creating it or cleaning it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import weakref
 from pathlib import Path
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
+
+from .folder_lock import FolderLock
 
 PyTree = Any
 
@@ -55,30 +63,48 @@ class Checkpointer:
     """Saves and restores a train state plus a JSON config under ``directory``.
 
     Args:
-      directory: the run's checkpoint folder (created if missing).
+      directory: the run's checkpoint folder (created if missing, unless ``read_only``).
       save_every: save when ``step % save_every == 0`` (``save(..., force=True)`` always saves).
       max_to_keep: number of newest checkpoints kept (``None`` keeps all).
       async_save: write in a background thread (turn off on storage where async writes hang).
+      read_only: only restore: the folder must exist, is not locked, created or cleaned, and
+        :meth:`save` is an error.
 
-    Use as a context manager, or call :meth:`close` (in a ``finally``) so the last save lands.
+    Raises:
+      CheckpointError: the folder is a file, lies under a file, or (``read_only``) is missing.
+      jaxdist.folder_lock.FolderLockedError: another live process writes to the folder.
+
+    Use as a context manager, or call :meth:`close` (in a ``finally``) so the last save lands
+    and the folder's lock is released.
     """
 
     def __init__(self, directory: str | Path, *, save_every: int = 1000, max_to_keep: int | None = 3,
-                 async_save: bool = True):
+                 async_save: bool = True, read_only: bool = False):
         if save_every < 1:
             raise ValueError(f"save_every={save_every} must be a positive number of steps.")
         if max_to_keep is not None and max_to_keep < 1:
             raise ValueError(f"max_to_keep={max_to_keep} must be >= 1 (or None to keep all).")
         self.directory = Path(directory).expanduser().resolve()
-        if self.directory.exists() and not self.directory.is_dir():
-            raise CheckpointError(f"checkpoint directory {self.directory} is a file, not a folder.")
-        options = ocp.CheckpointManagerOptions(
-            save_interval_steps=save_every, max_to_keep=max_to_keep, create=True,
-            cleanup_tmp_directories=True, enable_async_checkpointing=async_save)
-        self._manager = ocp.CheckpointManager(self.directory, options=options,
-                                              item_names=("state", "config"))
+        self.read_only = read_only
         self.save_every = save_every
         self._pending: int | None = None  # the step of the save in flight, if any
+        self._lock: FolderLock | None = None
+        _check_folder(self.directory, create=not read_only)
+        if not read_only and jax.process_index() == 0:
+            self._lock = FolderLock(self.directory)
+            weakref.finalize(self, self._lock.release)  # a Checkpointer dropped without close()
+            _remove_temporary(self.directory)  # what a killed run left (we hold the lock)
+        try:
+            # Orbax's own clean-up of temporary folders runs in a thread that outlives a short
+            # process (tracebacks at shutdown), so it is done above, synchronously.
+            options = ocp.CheckpointManagerOptions(
+                save_interval_steps=save_every, max_to_keep=max_to_keep, create=False,
+                cleanup_tmp_directories=False, enable_async_checkpointing=async_save)
+            self._manager = ocp.CheckpointManager(self.directory, options=options,
+                                                  item_names=("state", "config"))
+        except BaseException:
+            self._release()
+            raise
 
     # ---------------------------------------------------------------- queries
     def latest_step(self) -> int | None:
@@ -89,6 +115,11 @@ class Checkpointer:
         """All complete steps, oldest first."""
         return sorted(self._manager.all_steps())
 
+    def is_save_step(self, step: int, force: bool = False) -> bool:
+        """Whether :meth:`save` at ``step`` would write (a save step not on disk yet)."""
+        return (force or int(step) % self.save_every == 0) and \
+            int(step) not in self._manager.all_steps()
+
     # ---------------------------------------------------------------- saving
     def save(self, step: int, state: PyTree, *, config: dict | None = None,
              force: bool = False) -> bool:
@@ -97,9 +128,10 @@ class Checkpointer:
         Returns whether a save was started. An existing step is left untouched (returns False).
         """
         step = int(step)
-        if not force and step % self.save_every:
-            return False
-        if step in self._manager.all_steps():
+        if self.read_only:
+            raise CheckpointError(f"{self.directory} was opened read_only; open it with "
+                                  "Checkpointer(directory) to save.")
+        if not self.is_save_step(step, force):
             return False
         cfg = json.loads(json.dumps(config or {}))  # JSON-able now, not in the background thread
         args = ocp.args.Composite(state=ocp.args.StandardSave(state),
@@ -127,11 +159,19 @@ class Checkpointer:
                 f"The newest complete checkpoint is step {self.latest_step()}.") from err
 
     def close(self) -> None:
-        """Waits for pending saves and releases the manager (errors are raised, not swallowed)."""
+        """Waits for pending saves, releases the manager and the folder's lock (errors are
+        raised, not swallowed)."""
         try:
             self.wait()
         finally:
-            self._manager.close()
+            try:
+                self._manager.close()
+            finally:
+                self._release()
+
+    def _release(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     def __enter__(self) -> "Checkpointer":
         return self
@@ -152,15 +192,50 @@ class Checkpointer:
                                   f"available steps: {steps}.")
         return int(step)
 
+    def _read_config(self, step: int) -> dict:
+        out = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+        return dict(out.config or {})
+
+    def _read_state(self, step: int, abstract: PyTree) -> PyTree:
+        out = self._manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+        return jax.block_until_ready(out.state)
+
+    def newest_good_step(self, below: int | None = None, target: PyTree | None = None) -> int | None:
+        """The newest step (below ``below``) whose config, and state onto ``target`` if given,
+        restore; ``None`` if none does."""
+        abstract = None if target is None else abstract_state(target)
+        for step in reversed([s for s in self.all_steps() if below is None or s < below]):
+            try:
+                self._read_config(step)
+                if abstract is not None:
+                    self._read_state(step, abstract)
+            except Exception:
+                continue
+            return step
+        return None
+
+    def _damaged(self, step: int, what: str, err: Exception,
+                 target: PyTree | None) -> CheckpointError:
+        message = (f"cannot restore step {step} from {self.directory} ({what}: files truncated/"
+                   f"corrupt or saved with a different structure): {type(err).__name__}: "
+                   f"{str(err)[:400]}")
+        good = self.newest_good_step(below=step, target=target)
+        if good is not None:
+            message += (f". Step {good} restores: read it with restore(step={good}) (jaxdist "
+                        f"sample --step {good}); to resume training from it, move "
+                        f"{self.directory / str(step)} out of {self.directory} and run again")
+        elif any(s < step for s in self.all_steps()):
+            message += "; no older step restores either"
+        return CheckpointError(message + ".")
+
     def restore_config(self, step: int | None = None) -> dict:
         """The JSON config saved at ``step`` (default: the newest)."""
         step = self._step_or_latest(step)
         try:
-            out = self._manager.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+            return self._read_config(step)
         except Exception as err:
-            raise CheckpointError(f"cannot read the config of step {step} in {self.directory}: "
-                                  f"{type(err).__name__}: {err}") from err
-        return dict(out.config or {})
+            raise self._damaged(step, "the config", err, None) from err
 
     def restore(self, target: PyTree, step: int | None = None, *,
                 expected_config: dict | None = None) -> tuple[PyTree, dict]:
@@ -174,8 +249,9 @@ class Checkpointer:
             difference is a :class:`CheckpointError` listing the keys.
 
         Raises:
-          CheckpointError: nothing to restore, the files are incomplete or corrupt, or the saved
-            structure/shapes/config differ from the target.
+          CheckpointError: nothing to restore, the files are incomplete or corrupt (naming the
+            newest older step that restores), or the saved structure/shapes/config differ from
+            the target.
         """
         step = self._step_or_latest(step)
         config = self.restore_config(step)
@@ -188,16 +264,41 @@ class Checkpointer:
                                       "--checkpoint-dir or the saved settings.")
         abstract = abstract_state(target)
         try:
-            out = self._manager.restore(
-                step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-            state = out.state
-            jax.block_until_ready(state)
+            state = self._read_state(step, abstract)
         except Exception as err:
-            raise CheckpointError(f"cannot restore step {step} from {self.directory} (files "
-                                  f"truncated/corrupt or saved with a different structure): "
-                                  f"{type(err).__name__}: {str(err)[:600]}") from err
+            raise self._damaged(step, "the state", err, abstract) from err
         if jax.tree.structure(state) != jax.tree.structure(abstract):
             raise CheckpointError(f"checkpoint step {step} in {self.directory} restored with tree "
                                   f"structure {jax.tree.structure(state)}, expected "
                                   f"{jax.tree.structure(abstract)}.")
         return state, config
+
+
+def _check_folder(directory: Path, create: bool) -> None:
+    """Checks (and with ``create`` makes) the folder, with errors that say what is wrong."""
+    if directory.exists() and not directory.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} is a file, not a folder.")
+    parent = directory.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CheckpointError(f"checkpoint directory {directory} lies under {parent}, which is a "
+                              "file, not a folder; pick another path.")
+    if not create:
+        if not directory.is_dir():
+            raise CheckpointError(f"no checkpoint folder {directory}; check the path (train "
+                                  "first: jaxdist train --checkpoint-dir ...).")
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise CheckpointError(f"cannot create checkpoint directory {directory}: "
+                              f"{err.strerror or err}.") from err
+
+
+def _remove_temporary(directory: Path) -> None:
+    """Removes the temporary step folders an interrupted save left (Orbax renames a step's
+    folder into place when it is complete, so these were never a checkpoint)."""
+    for path in directory.iterdir():
+        if ocp.utils.TMP_DIR_SUFFIX in path.name:
+            shutil.rmtree(path, ignore_errors=True)

@@ -5,7 +5,7 @@ batch can be drawn inside ``jit``) and a fixed ``held_out(n)`` set for quality m
 
 * ``two-moons``: two interleaved half circles with Gaussian noise (std 0.05), standardised;
 * ``checkerboard``: uniform on the 8 dark squares of a 4x4 board on ``[-2, 2]^2``;
-* ``gmm``: the 8-component ring of :func:`jaxdist.bench.builtin_mixture`;
+* ``gmm``: the 8-component ring of :func:`jaxdist.testing.builtin_mixture`;
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (1797 images) with 17 grey levels
   ``v = 0..16`` stored at ``v / 8 - 1`` in ``[-1, 1]``, flattened to 64 values;
   ``image_shape = (8, 8)``; a fixed split keeps 297 images out of training. Training draws are
@@ -23,6 +23,8 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from .testing import builtin_mixture
 
 Array = jax.Array
 
@@ -93,8 +95,6 @@ def _checkerboard(key: Array, n: int) -> Array:
 
 
 def _gmm(key: Array, n: int) -> Array:
-    from .bench import builtin_mixture
-
     return builtin_mixture(2).sample(key, n).astype(jnp.float32)
 
 

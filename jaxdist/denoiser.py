@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from .predictions import check_prediction, to_x0_eps
-from .schedules import Schedule, expand_to
+from .schedules import EDM, Schedule, expand_to
 
 Array = jax.Array
 Pair = tuple[Array, Array]
@@ -30,6 +30,8 @@ __all__ = [
     "EDMPreconditioned",
     "ClipX0",
     "DynamicThreshold",
+    "ConsistencyDenoiser",
+    "consistency_fn",
 ]
 
 
@@ -183,3 +185,50 @@ class EDMPreconditioned(BaseDenoiser):
         out = _check_output(self.fn(expand_to(c_in, x) * x_scaled, c_noise, **cond), x, self.fn)
         x0 = expand_to(c_skip, x) * x_scaled + expand_to(c_out, x) * out
         return x0, _eps_from_x0(x0, x, t, self.schedule)
+
+
+def consistency_fn(apply_fn: Callable[..., Array], params: Any, x: Array, s: Array, *,
+                   sigma_min: float, sigma_data: float = 0.5, **cond) -> Array:
+    """The consistency function (Song et al. 2023) in the EDM space ``x = x0 + s z``:
+
+    ``f(x, s) = c_skip x + c_out F(c_in x, log(s)/4)`` with
+    ``c_skip = sd^2 / ((s - s_min)^2 + sd^2)``, ``c_out = (s - s_min) sd / sqrt(s^2 + sd^2)``, ``c_in = 1 / sqrt(s^2 + sd^2)``, so
+    ``f(x, s_min) = x`` exactly. ``x [B, ...]``; ``s`` scalar or ``[B]``;
+    ``F = apply_fn(params, ., ., **cond)``.
+    """
+    s = jnp.broadcast_to(jnp.asarray(s, x.dtype), x.shape[:1])
+    sd2 = sigma_data**2
+    c_skip = sd2 / ((s - sigma_min) ** 2 + sd2)
+    c_out = (s - sigma_min) * sigma_data / jnp.sqrt(s * s + sd2)
+    c_in = 1.0 / jnp.sqrt(s * s + sd2)
+    out = apply_fn(params, expand_to(c_in, x) * x, 0.25 * jnp.log(s), **cond)
+    return expand_to(c_skip, x) * x + expand_to(c_out, x) * out
+
+
+def _sigma_min(schedule: Schedule) -> float:
+    return float(getattr(schedule, "sigma_min", None) or
+                 float(schedule.sigma_over_alpha(schedule.t_min)))
+
+
+class ConsistencyDenoiser(BaseDenoiser):
+    """A consistency model as a denoiser: ``x0_hat = f(x / alpha, sigma / alpha)``
+    (:func:`consistency_fn`), so every jaxdist ODE solver can also sample a consistency model.
+
+    ``apply_fn(params, x, c_noise, **cond)`` is the raw network ``F``; ``schedule`` defaults to
+    ``EDM()``, ``sigma_data`` to the schedule's (else 0.5).
+    """
+
+    def __init__(self, apply_fn: Callable[..., Array], params: Any,
+                 schedule: Schedule | None = None, sigma_data: float | None = None):
+        self.apply_fn, self.params = apply_fn, params
+        self.schedule = EDM() if schedule is None else schedule
+        self.sigma_data = float(sigma_data if sigma_data is not None
+                                else getattr(self.schedule, "sigma_data", 0.5))
+        self.sigma_min = _sigma_min(self.schedule)
+
+    def __call__(self, x: Array, t, **cond) -> Pair:
+        a = expand_to(self.schedule.alpha(t), x)
+        s = self.schedule.sigma_over_alpha(t)
+        x0 = consistency_fn(self.apply_fn, self.params, x / a, s, sigma_min=self.sigma_min,
+                            sigma_data=self.sigma_data, **cond)
+        return x0, (x - a * x0) / expand_to(self.schedule.sigma(t), x)

@@ -23,14 +23,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from .denoiser import BaseDenoiser
 from .grids import validate_grid
-from .sample import DenoiserModel, SampleResult
-from .solvers.base import ModelState, Solver
+from .sample import DenoiserModel, SampleResult, run_steps
+from .solvers.base import Solver
 from .solvers.ddim import DDIM
 from .solvers.dpm_solver import DPMSolver, DPMSolverPP
+from .solvers.primitives import concrete
 
 Array = jax.Array
 
@@ -51,12 +51,11 @@ def _check_solver(solver: Any) -> None:
 
 def _check_grid(schedule, grid: Any) -> None:
     validate_grid(schedule, grid, increasing=True)
-    try:
-        first = float(np.asarray(grid, dtype=np.float64)[0])
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+    first = concrete(jnp.asarray(grid)[0])
+    if first is None:
         return
-    if not first > 0:
-        raise ValueError(f"grid[0]={first} must be > 0: inversion starts from the data at a "
+    if not float(first) > 0:
+        raise ValueError(f"grid[0]={float(first)} must be > 0: inversion starts from the data at a "
                          "small positive time (e.g. schedule.t_min), where eps is defined.")
 
 
@@ -89,10 +88,17 @@ def invert(solver: Solver, denoiser: BaseDenoiser, x: Array, grid: Array, *,
         grid = grid.astype(jnp.result_type(float))
     solver.validate(denoiser.schedule, grid[::-1])
     model = DenoiserModel(denoiser, cond)
-    ms = ModelState(jnp.zeros((), jnp.int32), denoiser.init_state(x))
-    out, ms, traj = solver.run(model, denoiser.schedule, x, grid, None, ms,
-                               save_trajectory=save_trajectory)
-    return SampleResult(out, ms.nfe, traj, jnp.all(jnp.isfinite(out)))
+
+    def run(x, grid):
+        state = solver.init(x, model.start(x))
+        state, traj = run_steps(solver, model, state, solver.coefficients(denoiser.schedule, grid),
+                                grid, None, save_trajectory=save_trajectory)
+        out, ms = solver.finish(state)
+        if save_trajectory:
+            traj = jnp.concatenate([x[None].astype(traj.dtype), traj])
+        return SampleResult(out, ms.nfe, traj, jnp.all(jnp.isfinite(out)))
+
+    return jax.jit(run)(x, grid)  # one program (see jd.sample)
 
 
 class Inpaint(BaseDenoiser):

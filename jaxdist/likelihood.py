@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from .noise import normal_like, rademacher_like, uniform_like
-from .solvers.base import output_in_space
+from .solvers.primitives import output_in_space
 
 Array = jax.Array
 

@@ -23,7 +23,7 @@ import numpy as np
 
 Array = jax.Array
 
-__all__ = ["sliced_wasserstein", "mmd_rbf", "frechet_distance"]
+__all__ = ["sliced_wasserstein", "mmd_rbf", "frechet_distance", "gaussian_frechet", "fit_gaussian"]
 
 
 def _check_pair(x, y) -> tuple[Array, Array]:
@@ -104,11 +104,26 @@ def _sqrtm_psd(a: np.ndarray) -> np.ndarray:
     return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
 
 
+def fit_gaussian(x) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean [d], covariance [d, d])`` of samples ``x [n, d]`` in float64."""
+    x = np.asarray(x, np.float64)
+    if x.ndim != 2 or x.shape[0] < 2:
+        raise ValueError(f"x must be [n, d] with n >= 2, got shape {x.shape}.")
+    return x.mean(0), np.atleast_2d(np.cov(x, rowvar=False))
+
+
+def gaussian_frechet(mean1, cov1, mean2, cov2) -> float:
+    """Frechet distance ``|m1 - m2|^2 + tr(C1 + C2 - 2 (C1^1/2 C2 C1^1/2)^1/2)`` between
+    ``N(m1, C1)`` and ``N(m2, C2)`` (squared-W2 units, float64)."""
+    m1, c1, m2, c2 = (np.asarray(a, np.float64) for a in (mean1, cov1, mean2, cov2))
+    root = _sqrtm_psd(c1)
+    cross = _sqrtm_psd(root @ c2 @ root)
+    return float(np.sum((m1 - m2) ** 2) + np.trace(c1) + np.trace(c2) - 2.0 * np.trace(cross))
+
+
 def frechet_distance(x, y) -> float:
-    """Frechet distance between Gaussian fits of ``x`` and ``y`` (squared-W2 units, float64)."""
-    x, y = (np.asarray(a, np.float64) for a in _check_pair(x, y))
-    mx, my = x.mean(0), y.mean(0)
-    sx, sy = np.atleast_2d(np.cov(x, rowvar=False)), np.atleast_2d(np.cov(y, rowvar=False))
-    root = _sqrtm_psd(sx)
-    cross = _sqrtm_psd(root @ sy @ root)
-    return float(np.sum((mx - my) ** 2) + np.trace(sx) + np.trace(sy) - 2.0 * np.trace(cross))
+    """Frechet distance between Gaussian fits of ``x`` and ``y`` (:func:`gaussian_frechet` of
+    :func:`fit_gaussian`; squared-W2 units, float64). Against a known Gaussian ``N(m, C)``:
+    ``gaussian_frechet(*fit_gaussian(x), m, C)``."""
+    x, y = _check_pair(x, y)
+    return gaussian_frechet(*fit_gaussian(x), *fit_gaussian(y))

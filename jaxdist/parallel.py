@@ -28,7 +28,8 @@ Array = jax.Array
 PyTree = Any
 
 __all__ = ["data_mesh", "replicated", "batch_sharding", "shard_batch", "replicate",
-           "sharded_train_step", "sharded_sample", "initialize_distributed", "process_rows"]
+           "sharded_train_step", "sharded_step", "sharded_sample", "initialize_distributed",
+           "process_rows"]
 
 DATA = "data"
 
@@ -109,7 +110,17 @@ def sharded_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
 
     Call it with a state from :func:`replicate` and a batch from :func:`shard_batch`.
     """
-    step = make_train_step(loss_fn, tx, ema_decay, grad_clip, jit=False, **kwargs)
+    return sharded_step(make_train_step(loss_fn, tx, ema_decay, grad_clip, jit=False, **kwargs),
+                        mesh)
+
+
+def sharded_step(step: StepFn, mesh: jax.sharding.Mesh) -> StepFn:
+    """Any un-jitted ``step(state, batch) -> (state, metrics)`` compiled for ``mesh``: state and
+    metrics replicated (``P()``), the batch at ``P("data")``, the input state donated.
+
+    :func:`sharded_train_step` is this around :func:`jaxdist.train.make_train_step`; the
+    multi-network distillation step (:func:`jaxdist.distill.make_distill_step`) uses it too.
+    """
     rep = replicated(mesh)
 
     def constrained(state, batch):
@@ -126,6 +137,7 @@ def sharded_train_step(loss_fn: LossFn, tx: optax.GradientTransformation,
             return compiled(state, batch)
 
     run.jitted = compiled  # for tests that inspect compilation
+    run.nonfinite = step.nonfinite  # read by fit
     return run
 
 

@@ -20,7 +20,6 @@ prediction     what the model outputs           back to ``(x0, eps)``
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 
 from .schedules import Schedule, expand_to
 

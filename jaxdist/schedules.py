@@ -7,6 +7,8 @@ exact inverse ``t_from_log_snr``, the forward-SDE coefficients ``f(t) = d log al
 what the network was trained on (and quantises only when a schedule is asked to).
 
 All methods are elementwise in ``t`` (any shape) and safe under ``jit``, ``vmap`` and ``grad``.
+Parameters are checked when a schedule is built from concrete (Python or NumPy) numbers: a bad
+value raises ``ValueError`` naming the argument; traced values are not checked.
 """
 
 from __future__ import annotations
@@ -38,6 +40,32 @@ def _float(t: Any) -> Array:
     """Promotes ``t`` to an inexact array of at least float32."""
     t = jnp.asarray(t)
     return t.astype(jnp.result_type(t.dtype, jnp.float32))
+
+
+def _concrete(value: Any) -> float | None:
+    """``value`` as a float if it is a concrete Python/NumPy real number, else ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        return float(value)
+    if isinstance(value, np.ndarray) and value.ndim == 0 and np.issubdtype(value.dtype, np.number):
+        return float(value)
+    return None
+
+
+def _check_parameters(schedule: Any, rules) -> None:
+    """Raises ``ValueError`` for the first rule ``(names, predicate, requirement)`` whose
+    concrete, finite values fail ``predicate(*values)`` (or that are not finite)."""
+    for names, ok, requirement in rules:
+        values = [_concrete(getattr(schedule, n)) for n in names]
+        if any(v is None for v in values):
+            continue  # traced or array-valued: checked where it is concrete
+        got = ", ".join(f"{n}={getattr(schedule, n)!r}" for n in names)
+        if not all(math.isfinite(v) for v in values):
+            raise ValueError(f"{type(schedule).__name__}({got}): {' and '.join(names)} must be "
+                             "finite numbers.")
+        if not ok(*values):
+            raise ValueError(f"{type(schedule).__name__}({got}): {requirement}.")
 
 
 def _pytree(cls=None, *, data: tuple[str, ...] = ()):
@@ -107,6 +135,10 @@ class Schedule(abc.ABC):
         """The time the network is conditioned on (identity unless the schedule says otherwise)."""
         return t
 
+    def t_from_model_time(self, m) -> Array:
+        """Inverse of :meth:`model_time`: the schedule time of the network's input time ``m``."""
+        return m
+
     def marginal(self, x0: Array, eps: Array, t) -> Array:
         """``x_t = alpha(t) x0 + sigma(t) eps`` with ``t`` scalar or per-example ``[batch]``."""
         a, s = expand_to(self.alpha(t), x0), expand_to(self.sigma(t), x0)
@@ -168,6 +200,17 @@ class VPLinear(_VP):
     t_min: float = 1e-3
     t_max: float = 1.0
 
+    def __post_init__(self):
+        _check_parameters(self, (
+            (("beta_min",), lambda b: b >= 0,
+             "beta_min must be >= 0 (beta(t) = beta_min + t (beta_max - beta_min) is a noise "
+             "rate), e.g. 0.1"),
+            (("beta_min", "beta_max"), lambda lo, hi: hi >= lo and hi > 0,
+             "beta_max must be positive and at least beta_min (beta grows from beta_min at t = 0 "
+             "to beta_max at t = 1), e.g. beta_min=0.1, beta_max=20"),
+            (("t_min", "t_max"), lambda lo, hi: 0 < lo < hi, "need 0 < t_min < t_max"),
+        ))
+
     def log_alpha(self, t) -> Array:
         t = _float(t)
         return -0.25 * t**2 * (self.beta_max - self.beta_min) - 0.5 * t * self.beta_min
@@ -193,6 +236,13 @@ class VPCosine(_VP):
     s: float = 0.008
     t_min: float = 1e-3
     t_max: float = 0.9946
+
+    def __post_init__(self):
+        _check_parameters(self, (
+            (("s",), lambda v: v >= 0, "s must be >= 0 (the offset of the cosine), e.g. 0.008"),
+            (("t_min", "t_max"), lambda lo, hi: 0 < lo < hi < 1,
+             "need 0 < t_min < t_max < 1 (alpha reaches 0 at t = 1)"),
+        ))
 
     def _log_cos0(self) -> float:
         return math.log(math.cos(0.5 * math.pi * self.s / (1.0 + self.s)))
@@ -337,6 +387,10 @@ class VPDiscrete(_VP):
         index = _float(t) * self.num_train_timesteps - 1.0
         return jnp.round(index) if self.quantize else index
 
+    def t_from_model_time(self, m) -> Array:
+        """``t = (index + 1) / N``."""
+        return (_float(m) + 1.0) / self.num_train_timesteps
+
 
 @_pytree
 class VE(Schedule):
@@ -350,6 +404,15 @@ class VE(Schedule):
     sigma_min: float = 0.01
     sigma_max: float = 50.0
     t_max: float = 1.0
+
+    def __post_init__(self):
+        _check_parameters(self, (
+            (("sigma_min",), lambda v: v > 0, "sigma_min must be positive, e.g. 0.01"),
+            (("sigma_min", "sigma_max"), lambda lo, hi: hi > lo,
+             "sigma_max must be larger than sigma_min, e.g. sigma_min=0.01, sigma_max=50"),
+            (("t_max",), lambda hi: hi > self.t_min,
+             "t_max must exceed t_min = log 2 / (2 log(sigma_max / sigma_min))"),
+        ))
 
     @property
     def _log_r(self) -> float:
@@ -394,6 +457,15 @@ class EDM(Schedule):
     sigma_max: float = 80.0
     sigma_data: float = 0.5
 
+    def __post_init__(self):
+        _check_parameters(self, (
+            (("sigma_min",), lambda v: v > 0, "sigma_min must be positive, e.g. 0.002"),
+            (("sigma_min", "sigma_max"), lambda lo, hi: hi > lo,
+             "sigma_max must be larger than sigma_min, e.g. sigma_min=0.002, sigma_max=80"),
+            (("sigma_data",), lambda v: v > 0,
+             "sigma_data must be positive (the data's standard deviation), e.g. 0.5"),
+        ))
+
     @property
     def t_min(self) -> float:
         return self.sigma_min
@@ -437,6 +509,12 @@ class RectifiedFlow(Schedule):
 
     t_min: float = 1e-3
     t_max: float = 1.0
+
+    def __post_init__(self):
+        _check_parameters(self, (
+            (("t_min", "t_max"), lambda lo, hi: 0 < lo < hi <= 1,
+             "need 0 < t_min < t_max <= 1 (t = 1 is pure noise)"),
+        ))
 
     def log_alpha(self, t) -> Array:
         return jnp.log1p(-_float(t))

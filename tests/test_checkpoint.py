@@ -69,6 +69,36 @@ def test_missing_checkpoint_errors_name_directory_and_step(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(CheckpointError, match="is a file"):
         Checkpointer(tmp_path / "file")
+    with pytest.raises(CheckpointError, match=f"lies under {tmp_path / 'file'}, which is a file"):
+        Checkpointer(tmp_path / "file" / "run")
+
+
+def test_read_only_creates_nothing_and_does_not_lock(tmp_path):
+    with pytest.raises(CheckpointError, match=f"no checkpoint folder {tmp_path / 'a' / 'b'}"):
+        Checkpointer(tmp_path / "a" / "b", read_only=True)
+    assert not (tmp_path / "a").exists()
+    with Checkpointer(tmp_path / "ck") as writer:
+        writer.save(1, _state(), force=True)
+        writer.wait()
+        with Checkpointer(tmp_path / "ck", read_only=True) as reader:  # beside the writer
+            _assert_equal(reader.restore(_state())[0], _state())
+            with pytest.raises(CheckpointError, match="read_only"):
+                reader.save(2, _state(), force=True)
+
+
+def test_one_writer_per_folder(tmp_path):
+    from jaxdist.folder_lock import FolderLockedError
+
+    first = Checkpointer(tmp_path / "ck")
+    with pytest.raises(FolderLockedError, match=f"another run \\(pid {os.getpid()} on host"):
+        Checkpointer(tmp_path / "ck")
+    first.close()
+    Checkpointer(tmp_path / "ck").close()  # released by close()
+    Checkpointer(tmp_path / "ck")  # dropped without close(): released when collected
+    import gc
+
+    gc.collect()
+    Checkpointer(tmp_path / "ck").close()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax reader coroutines left after the error
@@ -99,8 +129,11 @@ def test_truncated_checkpoint_is_an_error_and_older_steps_survive(tmp_path):
     for p in _data_files(tmp_path / "ck" / "2"):
         p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 3])  # truncate every data file
     with Checkpointer(tmp_path / "ck", save_every=1) as ck:
-        with pytest.raises(CheckpointError, match=f"cannot restore step 2 from {tmp_path / 'ck'}"):
+        with pytest.raises(CheckpointError, match=f"cannot restore step 2 from {tmp_path / 'ck'}"
+                                                  r".*Step 1 restores: read it with restore\(step=1\)"
+                                                  f".*move {tmp_path / 'ck' / '2'} out of"):
             ck.restore(state)
+        assert ck.newest_good_step(target=state) == 1
         assert not ck.save(2, state, force=True)  # the damaged step is not silently replaced
         restored, _ = ck.restore(state, step=1)
     _assert_equal(restored, state)

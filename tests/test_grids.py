@@ -424,8 +424,17 @@ def test_from_diffusers_grid_and_final_sigma(x64):
 def test_from_diffusers_errors():
     with pytest.raises(ValueError, match="repeated timesteps"):
         from_diffusers(_config("dpm_cos_clipped", "linspace", 0), 999)
-    with pytest.raises(ValueError, match="use_karras_sigmas"):
-        from_diffusers(_config("dpm", "linspace", 0, use_karras_sigmas=True), 10)
+    with pytest.raises(ValueError, match="use_karras_sigmas, use_beta_sigmas"):
+        from_diffusers(_config("dpm", "linspace", 0, use_karras_sigmas=True,
+                               use_beta_sigmas=True), 10)
+    with pytest.raises(ValueError, match="use_lu_lambdas"):
+        from_diffusers(_config("euler", "linspace", 0, use_lu_lambdas=True), 10)
+    with pytest.raises(ValueError, match="interpolation_type"):
+        from_diffusers(_config("euler", "linspace", 0, interpolation_type="log_linear"), 10)
+    with pytest.raises(ValueError, match="mu= and sigmas= are for flow-matching"):
+        from_diffusers(_config("dpm", "linspace", 0), 10, mu=1.0)
+    with pytest.raises(ValueError, match="use_karras_sigmas.*has no such option"):
+        from_diffusers(_config("ddim", "linspace", 0, use_karras_sigmas=True), 10)
     with pytest.raises(ValueError, match="timestep_spacing"):
         diffusers_timesteps(_config("dpm", "uniform", 0), 10)
     with pytest.raises(ValueError, match="final_sigmas_type"):

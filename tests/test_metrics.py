@@ -80,3 +80,13 @@ def test_dataset_std_is_the_sigma_data_of_the_data():
     # and row equally), so its std is sqrt(16 / 12); two-moons is standardised to about 1
     np.testing.assert_allclose(get_dataset("checkerboard").std, np.sqrt(4.0 / 3.0), atol=0.01)
     np.testing.assert_allclose(get_dataset("two-moons").std, 1.0, atol=0.03)
+
+
+def test_gaussian_frechet_against_a_known_gaussian():
+    """N(0, I) samples against N((1, 0), I): 1; 2 N(0, I) against N(0, I): 2 (2 - 1)^2 = 2."""
+    from jaxdist.metrics import fit_gaussian, gaussian_frechet
+
+    x = np.random.default_rng(0).standard_normal((200000, 2))
+    assert abs(gaussian_frechet(*fit_gaussian(x), np.array([1.0, 0.0]), np.eye(2)) - 1.0) < 0.02
+    assert abs(gaussian_frechet(*fit_gaussian(2 * x), np.zeros(2), np.eye(2)) - 2.0) < 0.03
+    assert gaussian_frechet(np.zeros(2), np.eye(2), np.zeros(2), np.eye(2)) == pytest.approx(0.0)

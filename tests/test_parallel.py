@@ -7,7 +7,7 @@ import optax
 import pytest
 
 import jaxdist as jd
-from jaxdist.bench import builtin_mixture
+from jaxdist.testing import builtin_mixture
 from jaxdist import parallel
 from jaxdist.train import init_train_state
 

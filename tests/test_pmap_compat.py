@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import jaxdist as jd
-from jaxdist.bench import builtin_mixture
+from jaxdist.testing import builtin_mixture
 from jaxdist.train import init_train_state, make_train_step, step_key
 
 from train_helpers import tiny_apply, tiny_batch, tiny_loss, tiny_params

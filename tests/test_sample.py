@@ -1,5 +1,5 @@
-"""``jd.sample``: transforms (jit, vmap, grad, remat), retracing, trajectories, conditioning,
-precision and input validation."""
+"""``jd.sample``: grad, remat, retracing, trajectories, conditioning, unrolling, checked sampling
+and input validation (jit, vmap and precision for every solver: tests/solvers/test_contract.py)."""
 
 import jax
 import jax.numpy as jnp
@@ -18,15 +18,6 @@ def _x_T(n=6, seed=0, dtype=jnp.float32):
     return jax.random.normal(jax.random.key(seed), (n, 2), dtype)
 
 
-@pytest.mark.parametrize("solver", [DDIM(), DPMSolverPP(order=3), DPMSolver(order=3)], ids=repr)
-def test_jit_matches_eager(solver):
-    den, grid, x_T = GMM.denoiser(SCHEDULE), jd.grids.logsnr_uniform(SCHEDULE, 8), _x_T()
-    eager = jd.sample(solver, den, x_T, grid)
-    jitted = jax.jit(lambda x: jd.sample(solver, den, x, grid))(x_T)
-    np.testing.assert_allclose(jitted.x, eager.x, atol=1e-5, rtol=1e-5)
-    assert int(jitted.nfe) == int(eager.nfe)
-
-
 def test_second_call_does_not_retrace():
     traces = []
 
@@ -43,13 +34,6 @@ def test_second_call_does_not_retrace():
     run(_x_T(seed=2), jd.grids.time_uniform(SCHEDULE, 10))  # same shapes, new times
     assert len(traces) == n_traces
     assert n_traces <= 2  # the scan body traces the model once (twice at most for init)
-
-
-def test_vmap_over_samples_equals_batch():
-    den, grid, x_T = GMM.denoiser(SCHEDULE), jd.grids.logsnr_uniform(SCHEDULE, 6), _x_T()
-    batch = jd.sample(DPMSolverPP(order=2), den, x_T, grid).x
-    one = jax.vmap(lambda x: jd.sample(DPMSolverPP(order=2), den, x[None], grid).x[0])(x_T)
-    np.testing.assert_allclose(one, batch, atol=1e-6)
 
 
 def test_gradient_through_sampler_and_grid(x64):
@@ -129,3 +113,52 @@ def test_input_errors_name_the_argument():
     bad_shape = jd.Denoiser(lambda x, t: x[:, :1], SCHEDULE, "eps")
     with pytest.raises(ValueError, match="returned shape"):
         jd.sample(DDIM(), bad_shape, x_T, good)
+
+
+def test_unroll_gives_the_same_sample():
+    den, grid, x_T = GMM.denoiser(SCHEDULE), jd.grids.logsnr_uniform(SCHEDULE, 7), _x_T()
+    a = jd.sample(DPMSolverPP(order=2), den, x_T, grid).x
+    b = jd.sample(DPMSolverPP(order=2), den, x_T, grid, unroll=3).x
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_checks_name_the_bad_time_of_a_traced_grid():
+    """Under jit with the grid as an argument, checks=True reports what the eager checks would
+    (increasing, NaN, out-of-range grid) and a non-finite model output, naming time and step."""
+    from jax.experimental import checkify
+
+    den, x_T = GMM.denoiser(SCHEDULE), _x_T()
+    good = jd.grids.logsnr_uniform(SCHEDULE, 4)
+    run = checkify.checkify(jax.jit(lambda g: jd.sample(DDIM(), den, x_T, g, checks=True).x))
+    err, x = run(good)
+    err.throw()  # no error on a good grid
+    np.testing.assert_allclose(x, jd.sample(DDIM(), den, x_T, good).x, rtol=1e-6, atol=1e-6)
+    for grid, match in [(good[::-1], "strictly decreasing"), (good.at[2].set(jnp.nan), "not finite"),
+                        (good.at[0].set(1.5), "outside")]:
+        err, _ = run(grid)
+        with pytest.raises(Exception, match=match):
+            err.throw()
+    nan_model = jd.Denoiser(lambda x, t: jnp.where(t < 0.5, jnp.nan, 0.0) * x, SCHEDULE, "eps")
+    err, _ = checkify.checkify(jax.jit(
+        lambda g: jd.sample(DDIM(), nan_model, x_T, g, checks=True).x))(good)
+    with pytest.raises(Exception, match="not finite after step"):
+        err.throw()
+
+
+def test_checks_raise_eagerly():
+    den, x_T = GMM.denoiser(SCHEDULE), _x_T()
+    nan_model = jd.Denoiser(lambda x, t: jnp.nan * x, SCHEDULE, "eps")
+    with pytest.raises(Exception, match="not finite after step 0"):
+        jd.sample(DDIM(), nan_model, x_T, jd.grids.logsnr_uniform(SCHEDULE, 4), checks=True)
+    assert jd.sample(DDIM(), den, x_T, jd.grids.logsnr_uniform(SCHEDULE, 4), checks=True).x.shape \
+        == x_T.shape
+
+
+def test_inputs_checked_at_the_edge():
+    den, good = GMM.denoiser(SCHEDULE), jd.grids.logsnr_uniform(SCHEDULE, 4)
+    listed = jd.sample(DDIM(), den, [[0.1, 0.2], [0.3, -0.4]], good).x  # a nested list works
+    assert listed.shape == (2, 2)
+    with pytest.raises(ValueError, match="cond\\['label'\\] has leading dimension 3"):
+        jd.sample(DDIM(), den, _x_T(), good, cond={"label": jnp.zeros(3)})
+    with pytest.raises(ValueError, match="leading batch axis"):
+        jd.sample(DDIM(), den, jnp.float32(1.0), good)

@@ -3,6 +3,8 @@
 Numerical checks run in float64 (``x64`` fixture); the float32 test only checks finiteness.
 """
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -235,3 +237,46 @@ def test_vp_discrete_pytree_no_retrace(x64):
     assert len(traces) == 1
     leaves = jax.tree_util.tree_leaves(a)
     assert len(leaves) == 1 and leaves[0].shape == (1001,)
+
+
+@pytest.mark.parametrize("make,argument", [
+    (lambda: jd.schedules.VPLinear(beta_min=-1.0), "beta_min=-1.0"),
+    (lambda: jd.schedules.VPLinear(beta_min=5.0, beta_max=1.0),
+     "beta_max must be positive and at least beta_min"),
+    (lambda: jd.schedules.VPLinear(beta_max=float("nan")), "must be finite"),
+    (lambda: jd.schedules.VPLinear(t_min=0.0), "0 < t_min < t_max"),
+    (lambda: jd.schedules.VPCosine(t_max=1.0), "t_max < 1"),
+    (lambda: jd.schedules.VPCosine(s=-0.1), "s=-0.1"),
+    (lambda: jd.schedules.VE(sigma_min=0.0), "VE(sigma_min=0.0): sigma_min must be positive"),
+    (lambda: jd.schedules.VE(sigma_min=1.0, sigma_max=0.5), "sigma_max must be larger"),
+    (lambda: jd.schedules.VE(t_max=0.01), "t_max must exceed t_min"),
+    (lambda: jd.schedules.EDM(sigma_data=-1.0),
+     "EDM(sigma_data=-1.0): sigma_data must be positive"),
+    (lambda: jd.schedules.EDM(sigma_min=1.0, sigma_max=0.5), "sigma_max must be larger"),
+    (lambda: jd.schedules.RectifiedFlow(t_max=1.5), "t_max <= 1"),
+])
+def test_bad_parameters_are_named(make, argument):
+    with pytest.raises(ValueError, match=re.escape(argument)):
+        make()
+
+
+def test_parameter_checks_do_not_break_tracing_or_replace():
+    import dataclasses
+
+    s = jd.schedules.VPLinear(beta_min=0.0, beta_max=10.0)  # edge values are valid
+    leaves, tree = jax.tree.flatten(s)
+    assert jax.tree.unflatten(tree, leaves) == s
+    assert float(jax.jit(lambda sched, t: sched.alpha(t))(s, 0.5)) == pytest.approx(
+        float(s.alpha(0.5)))
+    with pytest.raises(ValueError, match="beta_min"):
+        dataclasses.replace(s, beta_min=-0.5)
+    jd.schedules.EDM(sigma_data=np.float32(0.25))  # NumPy scalars are checked and accepted
+    with pytest.raises(ValueError, match="sigma_data"):
+        jd.schedules.EDM(sigma_data=np.float64(-0.25))
+
+
+def test_t_from_model_time_inverts_model_time(x64):
+    d = jd.schedules.VPDiscrete(np.linspace(1e-4, 0.02, 1000))
+    t = jnp.array([0.001, 0.5, 1.0])
+    np.testing.assert_allclose(d.t_from_model_time(d.model_time(t)), t, rtol=1e-12)
+    assert float(jd.schedules.VPLinear().t_from_model_time(0.3)) == 0.3

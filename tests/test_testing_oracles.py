@@ -63,3 +63,64 @@ def test_exact_denoiser_accepts_per_example_times(x64):
         np.testing.assert_allclose(x0[i], x0_i[0], rtol=1e-12)
         np.testing.assert_allclose(eps[i], eps_i[0], rtol=1e-12)
     np.testing.assert_allclose(schedule.marginal(x0, eps, t), x, rtol=1e-12)
+
+
+def test_oracle_rejects_times_outside_the_schedule_and_takes_model_time(x64):
+    """The README trap: a network inside jd.Denoiser receives schedule.model_time(t) (for
+    VPDiscrete the index N t - 1); the oracle refuses such times unless time='model'."""
+    gmm = jd.testing.GaussianMixture([0.3, 0.7], [[2.0, 0.0], [-1.0, 1.0]],
+                                     [[0.1, 0.2], [0.3, 0.1]])
+    discrete = jd.schedules.VPDiscrete(np.linspace(1e-4, 0.02, 1000))
+    x = jnp.ones((4, 2))
+    with pytest.raises(ValueError, match=r"t=999 is outside the time range \[0, 1\] of VPDiscrete.*"
+                                         r"pass time='model'"):
+        gmm.predictions(discrete, x, 999.0)
+    with pytest.raises(ValueError, match="t=-0.1 is outside"):
+        gmm.score(jd.schedules.VPLinear(), x, -0.1)
+    with pytest.raises(ValueError, match="time='clock' must be one of"):
+        gmm.predictions(discrete, x, 0.5, time="clock")
+    t = 0.4
+    want = gmm.predictions(discrete, x, t)
+    got = gmm.predictions(discrete, x, discrete.model_time(t), time="model")
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    # the oracle as the network of a Denoiser: exact with time="model", wrong without
+    den = jd.Denoiser(lambda y, m: gmm.predictions(discrete, y, m, time="model")[1], discrete)
+    np.testing.assert_allclose(den(x, t)[0], want[0], rtol=1e-9)
+    traced = jax.jit(lambda y, s: gmm.predictions(discrete, y, s))(x, 999.0)  # not checked
+    assert traced[0].shape == x.shape
+
+
+class _Stop(Exception):
+    pass
+
+
+def _stopping_denoiser(schedule):
+    """A denoiser that stops jd.sample at its first evaluation (the warning comes before)."""
+    def fn(x, t):
+        raise _Stop
+
+    return jd.Denoiser(fn, schedule, "eps")
+
+
+def test_measure_order_warns_in_float32():
+    schedule = jd.schedules.VPLinear()
+    x_T = jnp.ones((4, 1), jnp.float32)
+    with pytest.warns(UserWarning, match="low precision .*x_T is float32.*jax_enable_x64"):
+        with pytest.raises(_Stop):
+            jd.testing.measure_order(jd.solvers.DDIM(), _stopping_denoiser(schedule), x_T,
+                                     (2, 4), lambda n: jd.grids.logsnr_uniform(schedule, n), None)
+
+
+def test_measure_order_is_quiet_in_float64(x64, recwarn):
+    schedule = jd.schedules.VPLinear()
+    with pytest.raises(_Stop):
+        jd.testing.measure_order(jd.solvers.DDIM(), _stopping_denoiser(schedule),
+                                 jnp.ones((4, 1)), (2, 4),
+                                 lambda n: jd.grids.logsnr_uniform(schedule, n), None)
+    assert not [w for w in recwarn if "low precision" in str(w.message)]
+
+
+def test_builtin_mixture_is_the_bench_problem():
+    gmm = jd.testing.builtin_mixture()
+    assert gmm.means.shape == (8, 2) and float(gmm.weights.sum()) == pytest.approx(1.0)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(gmm.means), axis=1), 2.0, rtol=1e-6)

@@ -7,7 +7,8 @@ import optax
 import pytest
 
 from jaxdist.checkpoint import Checkpointer
-from jaxdist.train import TrainState, ema_update, fit, init_train_state, make_train_step, step_key
+from jaxdist.train import (NonFiniteError, TrainState, ema_update, fit, init_train_state,
+                           make_train_step, step_key)
 
 from train_helpers import tiny_batch, tiny_loss, tiny_params
 
@@ -115,3 +116,62 @@ def test_resume_is_bitwise_equal_to_uninterrupted(tmp_path):
         assert ckpt.all_steps() == [16, 20]
     for a, b in zip(jax.tree.leaves(straight), jax.tree.leaves(resumed)):
         assert a.dtype == b.dtype and np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def _flagged(params, key, batch):
+    """tiny_loss, times NaN (loss and gradients) where ``batch["bad"]`` is true."""
+    value, aux = tiny_loss(params, key, batch)
+    return value * jnp.where(batch["bad"], jnp.nan, 1.0), aux
+
+
+def _batches(bad):
+    """Batches whose ``"bad"`` flag is ``bad(step)`` (one compiled step serves every pattern)."""
+    return lambda s: {**tiny_batch(s), "bad": np.bool_(bad(s))}
+
+
+def test_non_finite_loss_stops_at_its_step_and_is_never_applied_or_saved(tmp_path):
+    """The step of the first NaN is named, the parameters are those of the last finite step,
+    and no checkpoint is written from that step on (the finite ones stay)."""
+    step = make_train_step(_flagged, optax.adam(1e-2), donate=False)
+    with Checkpointer(tmp_path / "run", save_every=2) as ckpt:
+        with pytest.raises(NonFiniteError, match=r"training stopped at step 8 of 20: the loss is "
+                                                 r"nan.*newest checkpoint is step 6") as info:
+            fit(_state(), step, _batches(lambda s: s >= 7), 20, checkpointer=ckpt, log_every=5,
+                progress=False)
+        assert info.value.step == 8
+        assert ckpt.all_steps() == [2, 4, 6]
+        saved, _ = ckpt.restore(_state())
+    clean, _ = fit(_state(), step, _batches(lambda s: False), 6, progress=False)
+    for a, b in zip(jax.tree.leaves(clean), jax.tree.leaves(saved)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_nan_learning_rate_is_caught_by_the_update_check():
+    """A finite loss with a NaN update (optax.adam(nan)) is not applied, and fit stops."""
+    step = make_train_step(tiny_loss, optax.adam(float("nan")), donate=False)
+    state, metrics = step(_state(), tiny_batch(0))
+    assert float(metrics["finite"]) == 0 and int(state.step) == 1
+    for a, b in zip(jax.tree.leaves(state.params), jax.tree.leaves(_state().params)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))  # not applied
+    with pytest.raises(NonFiniteError, match="step 1 of 3: the gradient or update is not finite"):
+        fit(_state(), step, tiny_batch, 3, progress=False)
+
+
+def test_skip_mode_skips_and_counts_and_stops_after_max_skips():
+    step = make_train_step(_flagged, optax.adam(1e-2), nonfinite="skip", donate=False)
+    state, history = fit(_state(), step, _batches(lambda s: s % 3 == 1), 12, log_every=6,
+                         progress=False)
+    assert int(state.step) == 12 and [h["skipped"] for h in history] == [2, 4]
+    with pytest.raises(NonFiniteError, match="5 updates in a row were not finite, up to "
+                                             "training step 7"):
+        fit(_state(), step, _batches(lambda s: s >= 2), 20, log_every=4, progress=False,
+            max_skips=5)
+    with pytest.raises(ValueError, match="nonfinite='sometimes' must be one of"):
+        make_train_step(tiny_loss, optax.adam(1e-2), nonfinite="sometimes")
+
+
+def test_ignore_mode_applies_everything():
+    step = make_train_step(_flagged, optax.adam(1e-2), nonfinite="ignore")
+    state, history = fit(_state(), step, _batches(lambda s: True), 2, progress=False)
+    assert "finite" not in history[-1] and not np.isfinite(history[-1]["loss"])
+    assert not np.all(np.isfinite(np.asarray(state.params["w1"])))

@@ -16,12 +16,18 @@ Use it with :class:`~jaxdist.guidance.CFGPlusPlus`.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
+import jax
+
 from ..schedules import expand_to
 from ..solvers.base import Solver, solver_dataclass
 from ..solvers.ddim import DDIM
 from ..solvers.dpm_solver import DPMSolverPP
 
-__all__ = ["cfgpp_solver", "Renoised"]
+Array = jax.Array
+
+__all__ = ["cfgpp_solver", "Renoised", "RenoisedState", "RenoisedCoefs"]
 
 
 class _Capture:
@@ -37,6 +43,29 @@ class _Capture:
         return x0, eps, ms
 
 
+class RenoisedState(NamedTuple):
+    """State of :class:`Renoised`: the base solver's state."""
+
+    base: Any
+
+    @property
+    def x(self) -> Array:
+        return self.base.x
+
+    @property
+    def model_state(self):
+        return self.base.model_state
+
+
+class RenoisedCoefs(NamedTuple):
+    """The base solver's coefficients and ``alpha_s``, ``sigma_s``, ``sigma_t / sigma_s``."""
+
+    base: Any
+    alpha_s: Array
+    sigma_s: Array
+    ratio: Array
+
+
 @solver_dataclass
 class Renoised(Solver):
     """A data-prediction multistep solver whose step re-noises with the model's ``eps``
@@ -48,34 +77,31 @@ class Renoised(Solver):
     def order(self) -> int:
         return self.base.order
 
+    def nfe(self, n_steps):
+        return self.base.nfe(n_steps)
+
     def validate(self, schedule, grid):
         self.base.validate(schedule, grid)
 
-    def plan(self, n_steps, grid):
-        return [(n, Renoised(s)) for n, s in self.base.plan(n_steps, grid)]
-
     def coefficients(self, schedule, grid):
         s, t = grid[:-1], grid[1:]
-        return {"base": self.base.coefficients(schedule, grid), "alpha_s": schedule.alpha(s),
-                "sigma_s": schedule.sigma(s), "ratio": schedule.sigma(t) / schedule.sigma(s)}
+        return RenoisedCoefs(self.base.coefficients(schedule, grid), schedule.alpha(s),
+                             schedule.sigma(s), schedule.sigma(t) / schedule.sigma(s))
 
-    def init(self, x, ms):
-        return self.base.init(x, ms)
+    def init(self, x, model_state):
+        return RenoisedState(self.base.init(x, model_state))
 
-    def step(self, model, state, coef, key):
+    def step(self, model, state, coefs, key):
         cap = _Capture(model)
-        new = self.base.step(cap, state, coef["base"], key)
-        x = self.base.current(state)
+        new = self.base.step(cap, state.base, coefs.base, key)
+        x = state.base.x
         x0, eps = cap.out
-        a, s, r = (expand_to(coef[k], x).astype(x.dtype) for k in ("alpha_s", "sigma_s", "ratio"))
-        x_next = self.base.current(new) + r * (a * x0 + s * eps - x)
-        return (x_next,) + tuple(new[1:])
+        a, s, r = (expand_to(v, x).astype(x.dtype) for v in (coefs.alpha_s, coefs.sigma_s,
+                                                             coefs.ratio))
+        return RenoisedState(new._replace(x=new.x + r * (a * x0 + s * eps - x)))
 
     def finish(self, state):
-        return self.base.finish(state)
-
-    def current(self, state):
-        return self.base.current(state)
+        return self.base.finish(state.base)
 
 
 def cfgpp_solver(solver: Solver) -> Solver:
@@ -92,4 +118,3 @@ def cfgpp_solver(solver: Solver) -> Solver:
         return Renoised(solver)
     raise ValueError(f"cfgpp_solver: {solver!r} is not supported; use DDIM() or "
                      "DPMSolverPP(method='multistep', warmup='lower_order') (any order).")
-

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import jax
 
-from ..denoiser import BaseDenoiser, Denoiser, EDMPreconditioned
+from ..denoiser import BaseDenoiser, ConsistencyDenoiser, Denoiser, EDMPreconditioned
 from ..schedules import Schedule
 
 Array = jax.Array
@@ -23,11 +23,12 @@ ApplyFn = Callable[..., Array]
 __all__ = ["as_apply_fn", "from_linen", "denoiser_from_apply"]
 
 
-def as_apply_fn(module: Any) -> tuple[ApplyFn, Any]:
+def as_apply_fn(module: Any, method: str = "__call__") -> tuple[ApplyFn, Any]:
     """``(apply_fn, params)`` of an NNX module: ``apply_fn(params, x, t, **cond) = module(x, t, **cond)``.
 
     ``params`` is a nested dict of the module's ``nnx.Param`` arrays (``nnx.to_pure_dict``);
-    other variables (e.g. batch statistics) are frozen into ``apply_fn``.
+    other variables (e.g. batch statistics) are frozen into ``apply_fn``. ``method`` names
+    another method to call with the same parameters (e.g. ``"features"`` of ``MLP``).
     """
     from flax import nnx
 
@@ -38,10 +39,10 @@ def as_apply_fn(module: Any) -> tuple[ApplyFn, Any]:
     template = nnx.to_pure_dict(param_state)
     params = _string_keys(template)
 
-    def apply_fn(params, x: Array, t, **cond) -> Array:
+    def apply_fn(params, x: Array, *times, **cond) -> Array:
         state = jax.tree.map(lambda a: a, param_state)  # a fresh State of the same structure
         nnx.replace_by_pure_dict(state, _original_keys(params, template))
-        return nnx.merge(graphdef, state, rest)(x, t, **cond)
+        return getattr(nnx.merge(graphdef, state, rest), method)(x, *times, **cond)
 
     return apply_fn, params
 
@@ -81,7 +82,7 @@ def denoiser_from_apply(apply_fn: ApplyFn, params: Any, schedule: Schedule,
 
     ``prediction`` is one of ``jd.predictions.PREDICTIONS`` (a ``jd.Denoiser``), ``"edm"``
     (``jd.EDMPreconditioned``: the network is EDM's raw ``F``) or ``"consistency"`` (the
-    consistency function of :mod:`jaxdist.objectives.consistency`, as an ``x0`` prediction).
+    consistency function, ``jd.denoiser.ConsistencyDenoiser``).
     """
 
     def fn(x, t, **cond):
@@ -90,7 +91,5 @@ def denoiser_from_apply(apply_fn: ApplyFn, params: Any, schedule: Schedule,
     if prediction == "edm":
         return EDMPreconditioned(fn, schedule)
     if prediction == "consistency":
-        from ..objectives.consistency import ConsistencyDenoiser
-
         return ConsistencyDenoiser(apply_fn, params, schedule)
     return Denoiser(fn, schedule, prediction)

@@ -53,11 +53,17 @@ class MLP(nnx.Module):
         embedding (about 1; iCT lowers its Fourier scale from 16 to 0.02 for the same reason:
         ``f(x, s)`` must change little between adjacent noise levels); the default resolves
         the sharp time dependence of diffusion and flow models.
+      second_time: take a second time ``s`` (``__call__(x, t, s)``), embedded like ``t`` by
+        its own projection and added: flow maps ``u(x, r, t)`` (MeanFlow) and shortcut models
+        ``s(x, t, d)``.
       rngs: ``nnx.Rngs`` for the initialisation.
+
+    :meth:`features` returns the last hidden layer ``h_L [B, hidden]`` (a discriminator head on
+    a score network's features, as in DMD2).
     """
 
     def __init__(self, dim: int, *, hidden: int = 256, depth: int = 3, time_features: int = 64,
-                 time_max_freq: float = 64.0, rngs: nnx.Rngs):
+                 time_max_freq: float = 64.0, second_time: bool = False, rngs: nnx.Rngs):
         if dim < 1 or hidden < 1 or depth < 1:
             raise ValueError(f"dim={dim}, hidden={hidden} and depth={depth} must be positive.")
         if not time_max_freq > 1.0 / 16.0:
@@ -66,18 +72,35 @@ class MLP(nnx.Module):
         self.dim, self.time_features, self.time_max_freq = dim, time_features, time_max_freq
         self.time_in = nnx.Linear(time_features, hidden, rngs=rngs)
         self.time_out = nnx.Linear(hidden, hidden, rngs=rngs)
+        self.second_time = second_time
+        if second_time:
+            self.time2_in = nnx.Linear(time_features, hidden, rngs=rngs)
+            self.time2_out = nnx.Linear(hidden, hidden, rngs=rngs)
         self.inp = nnx.Linear(dim, hidden, rngs=rngs)
         self.layers = nnx.List([nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(depth)])
         self.time_proj = nnx.List([nnx.Linear(hidden, hidden, rngs=rngs) for _ in range(depth)])
         self.out = nnx.Linear(hidden, dim, rngs=rngs)
 
-    def __call__(self, x: Array, t) -> Array:
+    def _embed(self, t, batch: int, first: nnx.Linear, second: nnx.Linear) -> Array:
+        emb = time_embedding(broadcast_time(t, batch), self.time_features,
+                             max_freq=self.time_max_freq)
+        return second(jax.nn.silu(first(emb)))
+
+    def features(self, x: Array, t, s=None) -> Array:
+        """The last hidden layer ``h_L [B, hidden]`` at ``(x, t)`` (and ``s``)."""
         if x.ndim != 2 or x.shape[1] != self.dim:
             raise ValueError(f"MLP(dim={self.dim}) expects x of shape [B, {self.dim}], got {x.shape}.")
-        emb = time_embedding(broadcast_time(t, x.shape[0]), self.time_features,
-                             max_freq=self.time_max_freq)
-        emb = self.time_out(jax.nn.silu(self.time_in(emb)))
+        if (s is None) == self.second_time:
+            raise ValueError("MLP(second_time=True) takes (x, t, s); MLP() takes (x, t)."
+                             if self.second_time else "this MLP takes (x, t) only; build it "
+                             "with second_time=True for a second time input.")
+        emb = self._embed(t, x.shape[0], self.time_in, self.time_out)
+        if self.second_time:
+            emb = emb + self._embed(s, x.shape[0], self.time2_in, self.time2_out)
         h = self.inp(x)
         for layer, proj in zip(self.layers, self.time_proj):
             h = jax.nn.silu(layer(h) + proj(emb))
-        return self.out(h).astype(x.dtype)
+        return h
+
+    def __call__(self, x: Array, t, s=None) -> Array:
+        return self.out(self.features(x, t, s)).astype(x.dtype)

@@ -1,6 +1,6 @@
 """Training objectives as pure functions ``loss(params, key, batch) -> (scalar, aux)``.
 
-``make_objective(name, apply_fn, schedule=None, **options)`` builds one by name:
+``make_objective(name, apply_fn, schedule=None, **options)`` (:mod:`.registry`) builds one by name:
 
 ==========  =====================================================  ==========================
 name        objective                                              default schedule / output
@@ -20,16 +20,13 @@ network; default ``stop_gradient(params)``), ``"teacher_params"`` (``cd`` with a
 ``aux`` always has ``per_example`` losses ``[B]`` and x0-scale ``weights`` ``[B]``.
 """
 
-from __future__ import annotations
-
-import functools
-from typing import Any, Callable, NamedTuple
-
-import jax
-
-from ..denoiser import BaseDenoiser
-from ..schedules import EDM, RectifiedFlow, Schedule, VPLinear
 from . import consistency as consistency
+from . import dmd as dmd
+from . import meanflow as meanflow
+from . import scm as scm
+from . import score_distillation as score_distillation
+from . import shortcut as shortcut
+from . import trigflow as trigflow
 from . import dsm as dsm
 from . import flow_matching as flow_matching
 from . import ot as ot
@@ -43,93 +40,11 @@ from .dsm import make_dsm_loss as make_dsm_loss
 from .flow_matching import make_fm_loss as make_fm_loss
 from .flow_matching import reflow_pairs as reflow_pairs
 from .ot import ot_permutation as ot_permutation
+from .registry import OBJECTIVES as OBJECTIVES
+from .registry import Objective as Objective
+from .registry import make_objective as make_objective
 from .sliced import make_ssm_loss as make_ssm_loss
-
-Array = jax.Array
-LossFn = Callable[[Any, Array, dict], tuple[Array, dict]]
 
 __all__ = ["Objective", "make_objective", "OBJECTIVES", "make_dsm_loss", "make_fm_loss",
            "make_ict_loss", "make_cd_loss", "make_ssm_loss", "reflow_pairs", "ot_permutation",
            "consistency_sample", "ConsistencyDenoiser"]
-
-OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict", "cd", "ssm")
-
-
-class Objective(NamedTuple):
-    """A loss and how to sample from what it trains.
-
-    Attributes:
-      loss: ``loss(params, key, batch) -> (scalar, aux)``.
-      schedule: the schedule a trained model is sampled with (``None`` for ``ssm``).
-      prediction: what ``apply_fn`` outputs: a ``jd.predictions`` type, ``"edm"`` (raw EDM ``F``)
-        or ``"consistency"``.
-      name: the objective's name.
-      sampler: ``sampler(apply_fn, params, key, shape, steps)`` for few-step consistency sampling
-        (``ict``/``cd``), else ``None``.
-    """
-
-    loss: LossFn
-    schedule: Schedule | None
-    prediction: str
-    name: str = ""
-    sampler: Callable[..., Array] | None = None
-
-    def denoiser(self, apply_fn: Callable[..., Array], params: Any) -> BaseDenoiser:
-        """The ``jd`` denoiser of a trained ``apply_fn`` (ODE/SDE solvers sample it)."""
-        from ..models.adapters import denoiser_from_apply
-
-        if self.schedule is None:
-            raise ValueError(f"objective {self.name!r} has no noise schedule, so no denoiser; "
-                             "sample its score with Langevin dynamics instead.")
-        return denoiser_from_apply(apply_fn, params, self.schedule, self.prediction)
-
-
-def make_objective(name: str, apply_fn: Callable[..., Array], *, schedule: Schedule | None = None,
-                   **options) -> Objective:
-    """Builds the objective ``name`` (see the module table) for ``apply_fn(params, x, t, **cond)``.
-
-    ``options`` go to the factory: :func:`make_dsm_loss` (``dsm``, ``edm``), :func:`make_fm_loss`
-    (``fm``, ``ot-fm``; e.g. ``contrastive=0.05``), :func:`make_ict_loss` (``ict``; pass
-    ``total_steps`` = the length of the run), :func:`make_cd_loss` (``cd``; ``teacher`` required),
-    :func:`make_ssm_loss` (``ssm``).
-    """
-    if name == "dsm":
-        schedule = VPLinear() if schedule is None else schedule
-        options.setdefault("prediction", "eps")
-        loss = make_dsm_loss(apply_fn, schedule=schedule, **options)
-        return Objective(loss, schedule, options["prediction"], name)
-    if name == "edm":
-        schedule = EDM() if schedule is None else schedule
-        options.setdefault("time_sampler", "lognormal")
-        options.setdefault("weighting", "edm")
-        if options["weighting"] == "edm":
-            options.setdefault("sigma_data", getattr(schedule, "sigma_data", 0.5))
-        loss = make_dsm_loss(apply_fn, schedule=schedule, prediction="edm", **options)
-        return Objective(loss, schedule, "edm", name)
-    if name in ("fm", "ot-fm"):
-        schedule = RectifiedFlow() if schedule is None else schedule
-        if name == "ot-fm":
-            options["coupling"] = "ot"
-        options.setdefault("prediction", "velocity")
-        loss = make_fm_loss(apply_fn, schedule=schedule, **options)
-        return Objective(loss, schedule, options["prediction"], name)
-    if name in ("ict", "cd"):
-        schedule = EDM() if schedule is None else schedule
-        if not isinstance(schedule, EDM):
-            raise ValueError(f"{name} trains in EDM noise levels: pass schedule=jd.schedules.EDM(...)"
-                             f" (got {type(schedule).__name__}); a cd teacher may use any schedule.")
-        levels = {"sigma_min": schedule.sigma_min, "sigma_max": schedule.sigma_max,
-                  "sigma_data": schedule.sigma_data}
-        if name == "ict":
-            options.setdefault("total_steps", 10_000)
-            loss = make_ict_loss(apply_fn, **levels, **options)
-        else:
-            if "teacher" not in options:
-                raise ValueError("cd needs teacher=<a jd denoiser or a function teacher_params -> "
-                                 "denoiser>.")
-            loss = make_cd_loss(apply_fn, **levels, **options)
-        sampler = functools.partial(consistency_sample, schedule=schedule)
-        return Objective(loss, schedule, "consistency", name, sampler)
-    if name == "ssm":
-        return Objective(make_ssm_loss(apply_fn, **options), schedule, "score", name)
-    raise ValueError(f"unknown objective {name!r}; use one of {OBJECTIVES}.")

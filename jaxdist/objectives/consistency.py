@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jax.scipy.special import erf
 
-from ..denoiser import BaseDenoiser
+from ..denoiser import BaseDenoiser, ConsistencyDenoiser, consistency_fn
 from ..schedules import EDM, Schedule, expand_to
 from .dsm import ApplyFn, mean_over_features
 
@@ -37,43 +37,6 @@ Array = jax.Array
 
 __all__ = ["consistency_fn", "ConsistencyDenoiser", "consistency_sample", "karras_sigmas",
            "ict_num_scales", "ict_index_logits", "pseudo_huber", "make_ict_loss", "make_cd_loss"]
-
-
-def _sigma_min(schedule: Schedule) -> float:
-    return float(getattr(schedule, "sigma_min", None) or
-                 float(schedule.sigma_over_alpha(schedule.t_min)))
-
-
-def consistency_fn(apply_fn: ApplyFn, params: Any, x: Array, s: Array, *, sigma_min: float,
-                   sigma_data: float = 0.5, **cond) -> Array:
-    """``f(x, s) = c_skip x + c_out F(c_in x, log(s)/4)``; ``x [B, ...]``, ``s`` scalar or ``[B]``."""
-    s = jnp.broadcast_to(jnp.asarray(s, x.dtype), x.shape[:1])
-    sd2 = sigma_data**2
-    c_skip = sd2 / ((s - sigma_min) ** 2 + sd2)
-    c_out = (s - sigma_min) * sigma_data / jnp.sqrt(s * s + sd2)
-    c_in = 1.0 / jnp.sqrt(s * s + sd2)
-    out = apply_fn(params, expand_to(c_in, x) * x, 0.25 * jnp.log(s), **cond)
-    return expand_to(c_skip, x) * x + expand_to(c_out, x) * out
-
-
-class ConsistencyDenoiser(BaseDenoiser):
-    """The consistency function as a denoiser: ``x0_hat = f(x / alpha, sigma / alpha)``, so every
-    jaxdist ODE solver can also sample a consistency model."""
-
-    def __init__(self, apply_fn: ApplyFn, params: Any, schedule: Schedule | None = None,
-                 sigma_data: float | None = None):
-        self.apply_fn, self.params = apply_fn, params
-        self.schedule = EDM() if schedule is None else schedule
-        self.sigma_data = float(sigma_data if sigma_data is not None
-                                else getattr(self.schedule, "sigma_data", 0.5))
-        self.sigma_min = _sigma_min(self.schedule)
-
-    def __call__(self, x: Array, t, **cond):
-        a = expand_to(self.schedule.alpha(t), x)
-        s = self.schedule.sigma_over_alpha(t)
-        x0 = consistency_fn(self.apply_fn, self.params, x / a, s, sigma_min=self.sigma_min,
-                            sigma_data=self.sigma_data, **cond)
-        return x0, (x - a * x0) / expand_to(self.schedule.sigma(t), x)
 
 
 def consistency_sample(apply_fn: ApplyFn, params: Any, key: Array, shape: Sequence[int],

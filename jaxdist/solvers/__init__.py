@@ -1,42 +1,51 @@
-"""ODE and SDE solvers. One module per family; every solver has an ``order``.
+"""ODE and SDE solvers. One module per family; every solver has ``order`` and ``nfe(n_steps)``.
 
-Base class and the shared step shapes: :mod:`jaxdist.solvers.base`.
+The contract and the two shared step shapes: :mod:`jaxdist.solvers.base`; shared numerical
+primitives (phi functions, first-order step, checks): :mod:`jaxdist.solvers.primitives`; names
+for the CLI: :mod:`jaxdist.solvers.registry`. To add a solver, copy :mod:`jaxdist.solvers.ddim`
+and register it: the contract test (tests/solvers/test_contract.py) then checks it.
 """
 
+from . import registry as registry
+from . import tableaux as tableaux
+from .adaptive import AdaptiveDPMSolver as AdaptiveDPMSolver
+from .adaptive import AdaptiveInfo as AdaptiveInfo
 from .base import ExplicitStages as ExplicitStages
 from .base import LinearMultistep as LinearMultistep
 from .base import ModelState as ModelState
+from .base import MultistepState as MultistepState
 from .base import Solver as Solver
+from .base import SolverState as SolverState
+from .base import coefs_at as coefs_at
 from .ddim import DDIM as DDIM
-from .dpm_solver import DPMSolver as DPMSolver
-from .dpm_solver import DPMSolverPP as DPMSolverPP
-# UniPC, DEIS, iPNDM and per-step plans as data
-from .unipc import UniPC as UniPC
 from .deis import DEIS as DEIS
 from .deis import IPNDM as IPNDM
-from .plans import StepPlan as StepPlan
-# EDM Euler/Heun, Runge-Kutta tableaux, adaptive DPM-Solver, diffusers configs
+from .diffusers_compat import from_diffusers_scheduler as from_diffusers_scheduler
+from .dpm_solver import DPMSolver as DPMSolver
+from .dpm_solver import DPMSolverPP as DPMSolverPP
 from .edm import Euler as Euler
 from .edm import EulerEDM as EulerEDM
 from .edm import Heun as Heun
 from .edm import HeunEDM as HeunEDM
-from .runge_kutta import EULER as EULER
-from .runge_kutta import HEUN as HEUN
-from .runge_kutta import MIDPOINT as MIDPOINT
-from .runge_kutta import RK3 as RK3
-from .runge_kutta import RK4 as RK4
-from .runge_kutta import ButcherTableau as ButcherTableau
-from .runge_kutta import RungeKutta as RungeKutta
-from .adaptive import AdaptiveDPMSolver as AdaptiveDPMSolver
-# stochastic samplers: reverse SDE, SDE-DPM-Solver++, EDM churn, predictor-corrector
-from .sde import DDPMAncestral as DDPMAncestral
-from .sde import EulerMaruyama as EulerMaruyama
-from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
 from .edm_sde import EDMStochastic as EDMStochastic
 from .langevin import AnnealedLangevinCorrector as AnnealedLangevinCorrector
 from .langevin import LangevinCorrector as LangevinCorrector
 from .langevin import NoPredictor as NoPredictor
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import annealed_langevin as annealed_langevin
-from .diffusers_compat import from_diffusers_scheduler as from_diffusers_scheduler
-from . import registry as registry
+from .plans import StepPlan as StepPlan
+from .runge_kutta import RungeKutta as RungeKutta
+from .sde import DDPMAncestral as DDPMAncestral
+from .sde import EulerMaruyama as EulerMaruyama
+from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
+from .tableaux import ButcherTableau as ButcherTableau
+from .unipc import UniPC as UniPC
+
+__all__ = [
+    "Solver", "ExplicitStages", "LinearMultistep", "ModelState", "SolverState", "MultistepState",
+    "coefs_at", "DDIM", "DPMSolver", "DPMSolverPP", "UniPC", "DEIS", "IPNDM", "StepPlan",
+    "Euler", "EulerEDM", "Heun", "HeunEDM", "ButcherTableau", "RungeKutta", "AdaptiveDPMSolver",
+    "AdaptiveInfo", "DDPMAncestral", "EulerMaruyama", "SDEDPMSolverPP", "EDMStochastic",
+    "AnnealedLangevinCorrector", "LangevinCorrector", "NoPredictor", "PredictorCorrector",
+    "annealed_langevin", "from_diffusers_scheduler", "registry", "tableaux",
+]

@@ -16,40 +16,54 @@ In ``lambda = log(alpha/sigma)`` a trial step ``h`` from ``lambda_s`` takes a lo
 is evaluated once and reused by the next trial, so a trial costs ``order`` evaluations (its
 first-stage output is cached across rejections). The loop stops at ``lambda_end`` or after
 ``max_steps`` trials; in the latter case one last unchecked ``x_high`` step reaches ``t_end``.
-The evaluations used are counted in ``jd.sample(...).nfe``.
 
-Only ``grid[0]`` and ``grid[-1]`` are used (the solver chooses its own times); ``grid[-1]`` must
+The solver chooses its own times, so it has its own entry point,
+``jd.sample_adaptive(solver, denoiser, x_T, t_start, t_end) -> (SampleResult, AdaptiveInfo)``
+(accepted and rejected trials and the NFE, as blackjax returns ``(state, info)``); ``t_end`` must
 be ``> 0``. The while loop is not reverse-mode differentiable (use a fixed-grid solver under
 ``jax.grad``).
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Solver, _check_order, half_log_snr, solver_dataclass
-from .dpm_solver import DPMSinglestep, _first_order
-from .edm import _concrete
+from ..schedules import Schedule
+from .base import ModelFn, ModelState, solver_dataclass
+from .dpm_solver import DPMSolver, DPMSolverPP
+from .primitives import check_order, concrete, first_order_coefficients, half_log_snr
 
 Array = jax.Array
 
-__all__ = ["AdaptiveDPMSolver"]
+__all__ = ["AdaptiveDPMSolver", "AdaptiveInfo"]
+
+
+class AdaptiveInfo(NamedTuple):
+    """What an adaptive run did: accepted and rejected trial steps and model evaluations."""
+
+    accepted: Array
+    rejected: Array
+    nfe: Array
 
 
 @solver_dataclass
-class AdaptiveDPMSolver(Solver):
-    """DPM-Solver-12 (``order=2``) or -23 (``order=3``) with step-size control.
+class AdaptiveDPMSolver:
+    """DPM-Solver-12 (``order=2``) or -23 (``order=3``) with step-size control; run it with
+    ``jd.sample_adaptive``.
 
     Defaults are the reference ones (``atol = 0.0078``, ``rtol = 0.05`` for data in ``[-1, 1]``,
     ``h_init = 0.05``, ``theta = 0.9``, stop within ``t_err = 1e-5`` of ``lambda_end``).
     ``prediction``: ``"x0"`` (DPM-Solver++ formulas; also steps from pure noise) or ``"eps"``
     (the paper's DPM-Solver). ``max_steps`` bounds the trials, so the NFE is at most
-    ``order * (max_steps + 1) + 1``.
+    ``order * (max_steps + 1) + 1``. ``order`` (set by ``order=``) is that of the higher-order
+    update of each trial.
     """
 
-    order: int = 2
+    solver_order: int = 2
     rtol: float = 0.05
     atol: float = 0.0078
     prediction: str = "x0"
@@ -59,7 +73,7 @@ class AdaptiveDPMSolver(Solver):
     max_steps: int = 1000
 
     def __post_init__(self):
-        _check_order("AdaptiveDPMSolver", self.order, (2, 3))
+        check_order("AdaptiveDPMSolver", self.solver_order, (2, 3))
         if self.prediction not in ("x0", "eps"):
             raise ValueError(f"AdaptiveDPMSolver: prediction={self.prediction!r}; use 'x0' or 'eps'.")
         for name in ("rtol", "atol", "h_init", "theta", "t_err"):
@@ -68,16 +82,26 @@ class AdaptiveDPMSolver(Solver):
         if not (isinstance(self.max_steps, (int, np.integer)) and self.max_steps >= 1):
             raise ValueError(f"AdaptiveDPMSolver: max_steps={self.max_steps!r} must be an int >= 1.")
 
-    def validate(self, schedule, grid):
-        g = _concrete(grid)
-        if g is None:
-            return
-        if g[-1] <= 0:
-            raise ValueError(f"AdaptiveDPMSolver needs grid[-1] > 0 (got {g[-1]}); end at "
-                             "t_min, e.g. grid = jnp.array([schedule.t_max, schedule.t_min]).")
-        if self.prediction == "eps" and float(schedule.alpha(g[0])) == 0.0:
+    @property
+    def order(self) -> int:
+        return self.solver_order
+
+    @property
+    def stochastic(self) -> bool:
+        return False
+
+    def validate(self, schedule: Schedule, t_start, t_end) -> None:
+        """Checks concrete end points: ``t_end > 0``; noise prediction needs ``alpha(t_start) > 0``."""
+        end, start = concrete(t_end), concrete(t_start)
+        if end is not None and not float(end) > 0:
+            raise ValueError(f"AdaptiveDPMSolver needs t_end > 0 (got {float(end)}); end at "
+                             "t_min, e.g. t_end=schedule.t_min.")
+        if (start is not None and end is not None) and not float(start) > float(end):
+            raise ValueError(f"AdaptiveDPMSolver integrates from t_start={float(start)} down to "
+                             f"t_end={float(end)}: t_start must be larger.")
+        if start is not None and self.prediction == "eps" and float(schedule.alpha(start)) == 0.0:
             raise ValueError(f"AdaptiveDPMSolver(prediction='eps') cannot start where alpha = 0 "
-                             f"(grid[0]={g[0]}); use prediction='x0' or start below t_max.")
+                             f"(t_start={float(start)}); use prediction='x0' or start below t_max.")
 
     # -------------------------------------------------------------------------------------
     def _output(self, x0: Array, eps: Array) -> Array:
@@ -85,33 +109,30 @@ class AdaptiveDPMSolver(Solver):
 
     def _trial(self, model, schedule, x: Array, d_s: Array, s: Array, t: Array, ms):
         """``(x_low, x_high, ms)`` of one trial step from time ``s`` to ``t``."""
-        k = self.order
-        stage_t, c, w = DPMSinglestep(self.prediction, k).tableau(schedule, jnp.stack([s, t]))
-        stage_t, c, w = stage_t[0], c[0].astype(x.dtype), w[0].astype(x.dtype)
+        k = self.solver_order
+        family = DPMSolverPP if self.prediction == "x0" else DPMSolver
+        table = family(order=k, method="singlestep").singlestep_table(schedule, jnp.stack([s, t]), k)
+        stage_t, c, w = table[0][0], table[1][0].astype(x.dtype), table[2][0].astype(x.dtype)
         outs = [d_s]
         for j in range(1, k):  # stages after the first (whose output d_s is cached)
-            u = c[j] * x + sum(w[j, m] * outs[m] for m in range(j))
+            u = c[j - 1] * x + sum(w[j - 1, m] * outs[m] for m in range(j))
             x0, eps, ms = model(u, stage_t[j], ms)
             outs.append(self._output(x0, eps))
-        x_high = c[k] * x + sum(w[k, m] * outs[m] for m in range(k))
-        _, c1 = _first_order(self.prediction, schedule, s, t)
+        x_high = c[k - 1] * x + sum(w[k - 1, m] * outs[m] for m in range(k))
+        _, c1 = first_order_coefficients(self.prediction, schedule, s, t)
         c1 = c1.astype(x.dtype)
-        x_low = c[k] * x + c1 * outs[0]
+        x_low = c[k - 1] * x + c1 * outs[0]
         if k == 3:  # DPM-Solver-2 with r1 = 1/3 (midpoint form): + c1 / (2 r1) (D1 - D0)
             x_low = x_low + 1.5 * c1 * (outs[1] - outs[0])
         return x_low, x_high, ms
 
-    def run(self, model, schedule, x, grid, key, ms, *, save_trajectory=False, remat=False):
-        """Integrates from ``grid[0]`` to ``grid[-1]`` with error control (see the module doc);
-        returns ``(x, ms, None)``."""
-        if save_trajectory:
-            raise ValueError("AdaptiveDPMSolver chooses its own steps: save_trajectory=True is "
-                             "not supported; use a fixed-grid solver for trajectories.")
-        t_start, t_end = grid[0], grid[-1]
+    def integrate(self, model: ModelFn, schedule: Schedule, x: Array, t_start: Array,
+                  t_end: Array, ms: ModelState) -> tuple[Array, ModelState, AdaptiveInfo]:
+        """Integrates from ``t_start`` to ``t_end`` with error control (see the module doc)."""
         lam_end = half_log_snr(schedule, t_end)
         dtype = lam_end.dtype
         x0, eps, ms = model(x, t_start, ms)
-        order = float(self.order)
+        order = float(self.solver_order)
 
         def time_of(lam):
             return jnp.where(lam >= lam_end, t_end, schedule.t_from_log_snr(2.0 * lam))
@@ -123,11 +144,11 @@ class AdaptiveDPMSolver(Solver):
             return jnp.max(jnp.sqrt(jnp.mean(r**2, axis=-1)))
 
         def cond(carry):
-            *_, lam_s, _, n, _ = carry
+            *_, lam_s, _, n, _, _ = carry
             return (lam_end - lam_s > self.t_err) & (n < self.max_steps)
 
         def body(carry):
-            x, x_prev, d_s, s, lam_s, h, n, ms = carry
+            x, x_prev, d_s, s, lam_s, h, n, accepted, ms = carry
             lam_t = jnp.minimum(lam_s + h, lam_end)
             t = time_of(lam_t)
             x_low, x_high, ms = self._trial(model, schedule, x, d_s, s, t, ms)
@@ -141,12 +162,13 @@ class AdaptiveDPMSolver(Solver):
             x, x_prev = jnp.where(accept, x_high, x), jnp.where(accept, x_low, x_prev)
             s, lam_s = jnp.where(accept, t, s), jnp.where(accept, lam_t, lam_s)
             h = jnp.minimum(self.theta * h * err ** (-1.0 / order), lam_end - lam_s)
-            return x, x_prev, d_new, s, lam_s, h.astype(dtype), n + 1, ms
+            return (x, x_prev, d_new, s, lam_s, h.astype(dtype), n + 1,
+                    accepted + accept.astype(jnp.int32), ms)
 
+        zero = jnp.zeros((), jnp.int32)
         carry = (x, x, self._output(x0, eps), jnp.asarray(t_start, dtype),
-                 half_log_snr(schedule, t_start), jnp.asarray(self.h_init, dtype),
-                 jnp.zeros((), jnp.int32), ms)
-        x, _, d_s, s, lam_s, _, _, ms = jax.lax.while_loop(cond, body, carry)
+                 half_log_snr(schedule, t_start), jnp.asarray(self.h_init, dtype), zero, zero, ms)
+        x, _, d_s, s, lam_s, _, n, accepted, ms = jax.lax.while_loop(cond, body, carry)
 
         def finish(args):  # max_steps used up: one unchecked higher-order step to t_end
             x, ms = args
@@ -154,4 +176,4 @@ class AdaptiveDPMSolver(Solver):
             return x_high, ms
 
         x, ms = jax.lax.cond(lam_end - lam_s > self.t_err, finish, lambda a: a, (x, ms))
-        return x, ms, None
+        return x, ms, AdaptiveInfo(accepted, n - accepted, ms.nfe)

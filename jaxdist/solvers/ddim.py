@@ -10,67 +10,82 @@ exponential integrators), which the tests check to 1e-10. With ``eta > 0`` it re
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from ..noise import standard_normal
 from ..schedules import expand_to
-from .base import Solver, clipped_log_snr, solver_dataclass
+from .base import Solver, SolverState, solver_dataclass
+from .primitives import clipped_log_snr
 
-__all__ = ["DDIM"]
+Array = jax.Array
+
+__all__ = ["DDIM", "DDIMCoefs"]
+
+
+class DDIMCoefs(NamedTuple):
+    """``x_next = alpha_next x0_hat + sigma_next eps_hat + noise_scale z``."""
+
+    t: Array
+    t_next: Array
+    alpha_next: Array
+    sigma_next: Array
+    noise_scale: Array
 
 
 @solver_dataclass
 class DDIM(Solver):
     """DDIM; first order. ``x_{i+1} = alpha(t_{i+1}) x0_hat + sigma(t_{i+1}) eps_hat`` for
     ``eta = 0``; ``eta > 0`` adds fresh noise (stochastic: needs a key; ``noise`` is an optional
-    noise source such as ``jd.noise.BrownianPath``)."""
+    noise source such as ``jd.noise.BrownianPath``). Strong and weak order 1."""
 
     eta: float = 0.0
     noise: Any = None
+
+    def __post_init__(self):
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"DDIM: eta={self.eta} must be in [0, 1] (0 = DDIM, 1 = DDPM).")
 
     @property
     def order(self) -> int:
         return 1
 
     @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def stochastic(self) -> bool:
         return self.eta > 0
 
     @property
-    def strong_order(self) -> float:
-        return 1.0
+    def strong_order(self) -> float | None:
+        return 1.0 if self.stochastic else None
 
     @property
-    def weak_order(self) -> float:
-        return 1.0
-
-    def validate(self, schedule, grid):
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"DDIM: eta={self.eta} must be in [0, 1] (0 = DDIM, 1 = DDPM).")
+    def weak_order(self) -> float | None:
+        return 1.0 if self.stochastic else None
 
     def coefficients(self, schedule, grid):
-        t_next = grid[1:]
-        coef = {"t": grid[:-1], "t_next": t_next,
-                "alpha_next": schedule.alpha(t_next), "sigma_next": schedule.sigma(t_next)}
+        t, t_next = grid[:-1], grid[1:]
+        alpha_next, sigma_next = schedule.alpha(t_next), schedule.sigma(t_next)
+        # 1 - exp(lambda_s - lambda_t) = 1 - SNR_s / SNR_t, the DDPM posterior variance ratio.
+        frac = -jnp.expm1(clipped_log_snr(schedule, t) - clipped_log_snr(schedule, t_next))
         if self.eta > 0:
-            # 1 - exp(lambda_s - lambda_t) = 1 - SNR_s / SNR_t, the DDPM posterior variance ratio.
-            frac = -jnp.expm1(clipped_log_snr(schedule, grid[:-1]) - clipped_log_snr(schedule, t_next))
-            coef["sigma_next"] = coef["sigma_next"] * jnp.sqrt(1.0 - self.eta**2 * frac)
-            coef["noise_scale"] = self.eta * schedule.sigma(t_next) * jnp.sqrt(frac)
-        return coef
+            noise_scale = self.eta * sigma_next * jnp.sqrt(frac)
+            sigma_next = sigma_next * jnp.sqrt(1.0 - self.eta**2 * frac)
+        else:
+            noise_scale = jnp.zeros_like(sigma_next)
+        return DDIMCoefs(t, t_next, alpha_next, sigma_next, noise_scale)
 
-    def init(self, x, ms):
-        return x, ms
+    def init(self, x, model_state):
+        return SolverState(x, model_state)
 
-    def step(self, model, state, coef, key):
+    def step(self, model, state, coefs, key):
         x, ms = state
-        x0, eps, ms = model(x, coef["t"], ms)
-        a = expand_to(coef["alpha_next"], x).astype(x.dtype)
-        s = expand_to(coef["sigma_next"], x).astype(x.dtype)
+        x0, eps, ms = model(x, coefs.t, ms)
+        a = expand_to(coefs.alpha_next, x).astype(x.dtype)
+        s = expand_to(coefs.sigma_next, x).astype(x.dtype)
         x_next = a * x0 + s * eps
         if self.eta > 0:
-            z = standard_normal(self.noise, key, x, coef["t"], coef["t_next"])
-            x_next = x_next + expand_to(coef["noise_scale"], x).astype(x.dtype) * z
-        return x_next, ms
+            z = standard_normal(self.noise, key, x, coefs.t, coefs.t_next)
+            x_next = x_next + expand_to(coefs.noise_scale, x).astype(x.dtype) * z
+        return SolverState(x_next, ms)

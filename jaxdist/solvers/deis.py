@@ -25,9 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..schedules import Schedule
-from .base import LinearMultistep, _check_order, multistep_orders, solver_dataclass
-from .dpm_solver import _first_order
-from .unipc import final_first_order, select_by_order, validate_noise_start
+from .base import LinearMultistep, solver_dataclass
+from .primitives import (boundary_bound, check_noise_start, check_order,
+                         first_order_coefficients, multistep_orders, select_by_order)
 
 Array = jax.Array
 
@@ -58,7 +58,7 @@ def deis_tables(schedule: Schedule, grid: Array, order: int, nodes: int = 32,
     """
     s, t = grid[:-1], grid[1:]
     n = s.shape[0]
-    _, c1 = _first_order("eps", schedule, s, t)
+    _, c1 = first_order_coefficients("eps", schedule, s, t)
     if order == 1:
         return c1[:, None]
     rho_s, rho_t = _rho(schedule, s), _rho(schedule, t)
@@ -87,30 +87,43 @@ def deis_tables(schedule: Schedule, grid: Array, order: int, nodes: int = 32,
     return b.at[:, 0].set(c1 - jnp.sum(b[:, 1:], 1))
 
 
-class _EpsMultistep(LinearMultistep):
-    """Noise-prediction multistep in the EDM variables: ``a = alpha_t / alpha_s``."""
+class EpsMultistep(LinearMultistep):
+    """Noise-prediction multistep in the EDM variables: ``a = alpha_t / alpha_s``; subclasses
+    give ``table(schedule, grid, k) -> b [n, k]`` for each order ``k``."""
 
     space = "eps"
 
     def validate(self, schedule, grid):
-        validate_noise_start(type(self).__name__, "eps", schedule, grid)
+        check_noise_start(type(self).__name__, "eps", schedule, grid)
 
-    def _orders(self, grid):
-        n = grid.shape[0] - 1
-        return final_first_order(multistep_orders(n, self.order, self.lower_order_final), grid)
+    def step_orders(self, n_steps: int):
+        """Static orders: warm-up ``1, 2, ..`` and, with ``lower_order_final``, ``.., 2, 1``."""
+        return multistep_orders(n_steps, self.solver_order, self.lower_order_final)
+
+    #: order of the steps in the bulk (iPNDM's fixed weights: 2 on non-uniform grids)
+    @property
+    def bulk_order(self) -> int:
+        return self.solver_order
+
+    @property
+    def order(self) -> int:
+        boundary = [int(o) for o in self.step_orders(16) if o < self.solver_order]
+        return boundary_bound(self.bulk_order, boundary)
 
     def weights(self, schedule, grid):
-        a, _ = _first_order("eps", schedule, grid[:-1], grid[1:])
-        tables = [self.table(schedule, grid, k) for k in range(1, self.order + 1)]
-        return a, select_by_order(self._orders(grid), tables, self.order)
+        a, _ = first_order_coefficients("eps", schedule, grid[:-1], grid[1:])
+        tables = [self.table(schedule, grid, k) for k in range(1, self.solver_order + 1)]
+        orders = jnp.where(grid[1:] == 0, 1, jnp.asarray(self.step_orders(grid.shape[0] - 1)))
+        return a, select_by_order(orders, tables, self.solver_order)
 
 
 @solver_dataclass
-class DEIS(_EpsMultistep):
+class DEIS(EpsMultistep):
     """DEIS tAB-``order`` (orders 1-3; diffusers' ``DEISMultistepScheduler`` uses ``logrho``).
 
     ``lower_order_final``: last steps use orders ``.., 2, 1``. Warm-up uses ``1, 2, ..``; its
-    first-order first step bounds the global order of tAB3 by 2 in the limit (see the docs).
+    first-order first step bounds the global order of tAB3 by 2 in the limit, so
+    ``DEIS(order=3).order == 2`` (``order=`` sets ``solver_order``).
     ``quadrature_nodes``: Gauss-Legendre nodes per step for the coefficients
     (32: relative error 3e-15 on a 10-step VP grid; 16: 1e-9).
     ``variable``: ``"t"`` (tAB, default), ``"rho"`` (rhoAB: Lagrange basis in ``sigma/alpha``) or
@@ -118,13 +131,13 @@ class DEIS(_EpsMultistep):
     NFE = number of steps; a step to ``t = 0`` is first order and returns ``alpha_0 x0_hat``.
     """
 
-    order: int = 3
+    solver_order: int = 3
     lower_order_final: bool = True
     quadrature_nodes: int = 32
     variable: str = "t"
 
     def __post_init__(self):
-        _check_order("DEIS", self.order, (1, 2, 3))
+        check_order("DEIS", self.solver_order, (1, 2, 3))
         if self.variable not in ("t", "rho", "logrho"):
             raise ValueError(f"DEIS: variable={self.variable!r}; use 't' (tAB), 'rho' (rhoAB) "
                              "or 'logrho' (diffusers).")
@@ -136,7 +149,7 @@ class DEIS(_EpsMultistep):
 
 
 @solver_dataclass
-class IPNDM(_EpsMultistep):
+class IPNDM(EpsMultistep):
     """iPNDM-``order`` (orders 1-4): fixed Adams-Bashforth weights in ``rho = sigma/alpha``.
 
     ``x_{i+1} = (alpha_{i+1}/alpha_i) x_i + alpha_{i+1} (rho_{i+1} - rho_i) sum_j w_pj eps_{i-j}``
@@ -147,18 +160,23 @@ class IPNDM(_EpsMultistep):
     log-SNR) the local error has an ``O(h (h_i - h_{i-1}))`` term and iPNDM-3/4 converge at
     order 2. ``variable_step=True`` uses the exact variable-step Adams-Bashforth weights in
     ``rho`` (the integrals of the Lagrange basis in ``rho``, i.e. DEIS rhoAB), which keep order
-    ``p`` on any grid and equal the fixed weights on a ``rho``-uniform grid.
+    ``p`` on any grid and equal the fixed weights on a ``rho``-uniform grid. The first-order
+    warm-up step bounds the global order by 2 either way, so ``IPNDM(order=4).order == 2``.
     """
 
-    order: int = 4
+    solver_order: int = 4
     lower_order_final: bool = False
     variable_step: bool = False
 
     def __post_init__(self):
-        _check_order("IPNDM", self.order, (1, 2, 3, 4))
+        check_order("IPNDM", self.solver_order, (1, 2, 3, 4))
+
+    @property
+    def bulk_order(self) -> int:
+        return self.solver_order if self.variable_step else min(self.solver_order, 2)
 
     def table(self, schedule, grid, k):
         if self.variable_step:
             return deis_tables(schedule, grid, k, nodes=4, variable="rho")
-        _, c1 = _first_order("eps", schedule, grid[:-1], grid[1:])
+        _, c1 = first_order_coefficients("eps", schedule, grid[:-1], grid[1:])
         return c1[:, None] * jnp.asarray(IPNDM_WEIGHTS[k - 1], grid.dtype)

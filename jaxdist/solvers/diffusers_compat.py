@@ -9,13 +9,18 @@ returns the jaxdist solver, the schedule (``VPDiscrete`` of the config's betas, 
 
 Options jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix; options
 that do not change the result (e.g. ``steps_offset`` with ``linspace`` spacing) are accepted.
-See ``docs/diffusers.md`` for the table of names and the known differences (e.g. diffusers'
-3M update is second order; jaxdist's ``DPMSolverPP(order=3)`` is third order).
+See ``docs/diffusers.md`` for the table of names and the known differences. Each scheduler
+class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid); the
+shared keys (betas, prediction type, thresholding) are handled once.
+
+For diffusers' numbers, the translators choose diffusers' variants: the 3M update weighted by
+``phi_3`` (``third_order="reference"``), DEIS in ``log rho`` (``variable="logrho"``), lower-order
+final steps only below 15 steps for DPM-Solver multistep.
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import numpy as np
@@ -23,11 +28,19 @@ import numpy as np
 from .. import grids
 from ..schedules import RectifiedFlow, Schedule, VPDiscrete
 from .base import Solver
+from .ddim import DDIM
+from .deis import DEIS
+from .dpm_solver import DPMSolver, DPMSolverPP
+from .edm import EulerEDM, HeunEDM
+from .runge_kutta import RungeKutta
+from .sde_dpm_solver import SDEDPMSolverPP
+from .tableaux import EULER
+from .unipc import UniPC
 
 Array = jax.Array
 
 __all__ = ["from_diffusers_scheduler", "prediction_from_diffusers", "DiffusersEquivalent",
-           "SUPPORTED_SCHEDULERS"]
+           "SUPPORTED_SCHEDULERS", "TRANSLATORS"]
 
 _PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0",
                 "flow_prediction": "velocity"}
@@ -52,25 +65,6 @@ def prediction_from_diffusers(config: Mapping[str, Any]) -> str:
         raise ValueError(f"config['prediction_type']={kind!r} is not supported; use one of "
                          f"{sorted(_PREDICTIONS)}.")
     return _PREDICTIONS[kind]
-
-
-_MODULES = {"UniPC": "unipc", "DEIS": "deis", "SDEDPMSolverPP": "sde_dpm_solver"}
-
-
-def _need(name: str, what: str):
-    import importlib
-
-    # looked up lazily: these solvers live in other modules of the package
-    solver = getattr(importlib.import_module("jaxdist.solvers"), name, None)
-    if solver is None and name in _MODULES:
-        try:
-            solver = getattr(importlib.import_module(f"jaxdist.solvers.{_MODULES[name]}"), name)
-        except (ImportError, AttributeError):
-            solver = None
-    if solver is None:
-        raise ValueError(f"{what} needs jaxdist.solvers.{name}, which this installation does not "
-                         "provide.")
-    return solver
 
 
 def _reject(config: Mapping[str, Any], key: str, allowed: tuple, fix: str) -> None:
@@ -113,16 +107,96 @@ def _multistep_lof(config: Mapping[str, Any], n_steps: int) -> bool:
     return bool(config.get("lower_order_final", True)) and n_steps < 15
 
 
+def _order(config: Mapping[str, Any], default: int = 2) -> int:
+    return int(config.get("solver_order", default))
+
+
+# -- one translator per scheduler class: (config, n_steps, schedule) -> (solver, grid) --------
+
+def _dpm_multistep(config, n_steps, schedule):
+    algo = config.get("algorithm_type", "dpmsolver++")
+    lof = _multistep_lof(config, n_steps)
+    stype = config.get("solver_type", "midpoint")
+    order = _order(config)
+    if algo == "dpmsolver++":
+        solver = DPMSolverPP(order=order, solver_type=stype, lower_order_final=lof,
+                             third_order="reference")
+    elif algo == "dpmsolver":
+        solver = DPMSolver(order=order, method="multistep", solver_type=stype,
+                           lower_order_final=lof, third_order="reference")
+    elif algo == "sde-dpmsolver++":
+        solver = SDEDPMSolverPP(order=order, solver_type=stype, lower_order_final=lof)
+    else:
+        raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
+                         "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
+    return solver, _vp_grid(config, schedule, n_steps)
+
+
+def _dpm_singlestep(config, n_steps, schedule):
+    # diffusers counts model evaluations as steps; jaxdist steps take `order` evaluations
+    # each, at log-SNR midpoints: same NFE, stage times not identical.
+    algo = config.get("algorithm_type", "dpmsolver++")
+    if algo not in ("dpmsolver++", "dpmsolver"):
+        raise ValueError(f"config['algorithm_type']={algo!r}: use 'dpmsolver++' or 'dpmsolver'.")
+    order = _order(config)
+    family = DPMSolverPP if algo == "dpmsolver++" else DPMSolver
+    solver = family(order=order, method="singlestep", solver_type=config.get("solver_type",
+                                                                              "midpoint"),
+                    lower_order_final=bool(config.get("lower_order_final", True)))
+    return solver, _vp_grid(config, schedule, max(1, n_steps // order))
+
+
+def _unipc(config, n_steps, schedule):
+    _reject(config, "solver_p", (None,), "UniPC with another predictor is not mapped.")
+    solver = UniPC(order=_order(config), variant=config.get("solver_type", "bh2"),
+                   prediction="x0" if config.get("predict_x0", True) else "eps", corrector=True,
+                   lower_order_final=bool(config.get("lower_order_final", True)),
+                   disable_corrector=tuple(config.get("disable_corrector") or ()))
+    return solver, _vp_grid(config, schedule, n_steps)
+
+
+def _deis(config, n_steps, schedule):
+    _reject(config, "algorithm_type", ("deis",), "only algorithm_type='deis' exists.")
+    _reject(config, "solver_type", ("logrho",), "only solver_type='logrho' is mapped.")
+    solver = DEIS(order=_order(config, 3), variable="logrho",
+                  lower_order_final=_multistep_lof(config, n_steps))
+    return solver, _vp_grid(config, schedule, n_steps)
+
+
+def _fixed(solver_cls):
+    def translate(config, n_steps, schedule):
+        return solver_cls(), _vp_grid(config, schedule, n_steps)
+    return translate
+
+
+#: ``_class_name`` -> translator ``(config, n_steps, schedule) -> (solver, grid)``
+TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
+    "DPMSolverMultistepScheduler": _dpm_multistep,
+    "DPMSolverSinglestepScheduler": _dpm_singlestep,
+    "UniPCMultistepScheduler": _unipc,
+    "DEISMultistepScheduler": _deis,
+    "DDIMScheduler": _fixed(DDIM),
+    "EulerDiscreteScheduler": _fixed(EulerEDM),
+    "HeunDiscreteScheduler": _fixed(HeunEDM),
+}
+
+
+def _flow_match(config: Mapping[str, Any], n_steps: int) -> DiffusersEquivalent:
+    for key in ("use_dynamic_shifting", "invert_sigmas", "stochastic_sampling",
+                "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
+        _reject(config, key, (False, None), "build the grid with jd.grids on "
+                "jd.schedules.RectifiedFlow() instead.")
+    _reject(config, "shift_terminal", (None,), "shift_terminal is not reproduced.")
+    return DiffusersEquivalent(RungeKutta(EULER, variable="t"), RectifiedFlow(),
+                               jax.numpy.asarray(_flow_grid(config, n_steps)))
+
+
 def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int) -> DiffusersEquivalent:
     """``(solver, schedule, grid)`` equivalent to the diffusers scheduler ``config`` run for
     ``n_steps`` inference steps.
 
-    Supported ``_class_name``: ``DPMSolverMultistepScheduler`` (``algorithm_type``
-    ``dpmsolver++`` / ``dpmsolver`` / ``sde-dpmsolver++``, ``solver_order``, ``solver_type``,
-    ``lower_order_final``, ``use_karras_sigmas``, ``final_sigmas_type``),
-    ``DPMSolverSinglestepScheduler``, ``UniPCMultistepScheduler``, ``DEISMultistepScheduler``,
-    ``DDIMScheduler``, ``EulerDiscreteScheduler``, ``HeunDiscreteScheduler`` and
-    ``FlowMatchEulerDiscreteScheduler`` (``shift``).
+    Supported ``_class_name``: the keys of :data:`TRANSLATORS` and
+    ``FlowMatchEulerDiscreteScheduler`` (``shift``); see ``docs/diffusers.md`` for the options.
 
     Raises:
       ValueError: for an unknown class or an option jaxdist does not reproduce (the message
@@ -141,17 +215,7 @@ def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int) -> Diffuse
                 "model (jd.ClipX0(den, max_value) or jd.DynamicThreshold(den, ratio, max_value)) "
                 f"and pass the config with {key}=False.")
     if cls.startswith("FlowMatch"):
-        for key in ("use_dynamic_shifting", "invert_sigmas", "stochastic_sampling",
-                    "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas"):
-            _reject(config, key, (False, None), "build the grid with jd.grids on "
-                    "jd.schedules.RectifiedFlow() instead.")
-        _reject(config, "shift_terminal", (None,), "shift_terminal is not reproduced.")
-        from .runge_kutta import EULER, RungeKutta
-
-        schedule = RectifiedFlow()
-        return DiffusersEquivalent(RungeKutta(EULER, variable="t"), schedule,
-                                   jax.numpy.asarray(_flow_grid(config, n_steps)))
-
+        return _flow_match(config, n_steps)
     schedule = VPDiscrete.from_diffusers_config(config)
     prediction_from_diffusers(config)  # validates prediction_type
     _reject(config, "use_flow_sigmas", (False, None), "flow-matching DPM/UniPC configs are not "
@@ -163,71 +227,8 @@ def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int) -> Diffuse
             "with final_sigmas_type='sigma_min' use a lower-order solver for the last step.")
     _reject(config, "lambda_min_clipped", (-float("inf"),),
             "clip the grid instead (jd.grids.* with t_start).")
-    order = int(config.get("solver_order", 2))
-    stype = config.get("solver_type", "midpoint")
-    grid = _vp_grid(config, schedule, n_steps)
-
-    if cls == "DPMSolverMultistepScheduler":
-        algo = config.get("algorithm_type", "dpmsolver++")
-        lof = _multistep_lof(config, n_steps)
-        if algo == "dpmsolver++":
-            from .dpm_solver import DPMSolverPP
-
-            solver = DPMSolverPP(order=order, solver_type=stype, lower_order_final=lof)
-        elif algo == "dpmsolver":
-            from .dpm_solver import DPMSolver
-
-            solver = DPMSolver(order=order, method="multistep", solver_type=stype,
-                               lower_order_final=lof)
-        elif algo == "sde-dpmsolver++":
-            solver = _need("SDEDPMSolverPP", "algorithm_type='sde-dpmsolver++'")(
-                order=order, solver_type=stype, lower_order_final=lof)
-        else:
-            raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
-                             "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
-    elif cls == "DPMSolverSinglestepScheduler":
-        # diffusers counts model evaluations as steps; jaxdist steps take `order` evaluations
-        # each, at log-SNR midpoints: same NFE, stage times not identical.
-        from .dpm_solver import DPMSolver, DPMSolverPP
-
-        algo = config.get("algorithm_type", "dpmsolver++")
-        if algo not in ("dpmsolver++", "dpmsolver"):
-            raise ValueError(f"config['algorithm_type']={algo!r}: use 'dpmsolver++' or 'dpmsolver'.")
-        family = DPMSolverPP if algo == "dpmsolver++" else DPMSolver
-        solver = family(order=order, method="singlestep", solver_type=stype,
-                        lower_order_final=bool(config.get("lower_order_final", True)))
-        grid = _vp_grid(config, schedule, max(1, n_steps // order))
-    elif cls == "UniPCMultistepScheduler":
-        if config.get("disable_corrector"):
-            raise ValueError("config['disable_corrector'] lists steps without corrector; jaxdist "
-                             "applies UniC on all steps or none (UniPC(corrector=False)).")
-        _reject(config, "solver_p", (None,), "UniPC with another predictor is not mapped.")
-        variant = config.get("solver_type", "bh2")
-        solver = _need("UniPC", "UniPCMultistepScheduler")(
-            order=order, variant=variant,
-            prediction="x0" if config.get("predict_x0", True) else "eps",
-            corrector=True, lower_order_final=bool(config.get("lower_order_final", True)))
-    elif cls == "DEISMultistepScheduler":
-        _reject(config, "algorithm_type", ("deis",), "only algorithm_type='deis' exists.")
-        _reject(config, "solver_type", ("logrho",), "only solver_type='logrho' is mapped.")
-        solver = _need("DEIS", "DEISMultistepScheduler")(order=int(config.get("solver_order", 3)))
-    elif cls == "DDIMScheduler":
-        from .ddim import DDIM
-
-        solver = DDIM()
-    elif cls == "EulerDiscreteScheduler":
-        from .edm import EulerEDM
-
-        solver = EulerEDM()
-    else:  # HeunDiscreteScheduler
-        from .edm import HeunEDM
-
-        solver = HeunEDM()
+    solver, grid = TRANSLATORS[cls](config, n_steps, schedule)
     return DiffusersEquivalent(solver, schedule, grid)
 
 
-SUPPORTED_SCHEDULERS = (
-    "DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler",
-    "DEISMultistepScheduler", "DDIMScheduler", "EulerDiscreteScheduler",
-    "HeunDiscreteScheduler", "FlowMatchEulerDiscreteScheduler",
-)
+SUPPORTED_SCHEDULERS = tuple(TRANSLATORS) + ("FlowMatchEulerDiscreteScheduler",)

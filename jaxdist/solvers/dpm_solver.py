@@ -8,14 +8,25 @@ With ``h = lambda_t - lambda_s``, the exact solution of the PF-ODE is
 * noise prediction: ``x_t = (alpha_t/alpha_s) x_s - alpha_t int_{lambda_s}^{lambda_t} e^-l eps(l) dl``,
 
 and the solvers approximate the model output by Taylor expansions in ``lambda`` from previous
-steps (multistep: ``2M``, ``3M``) or from intermediate stages (singlestep: ``2S``, ``3S``).
-Coefficients use the paper's formulas (``phi_1 = expm1(-h)``, ``phi_2 = phi_1/h + 1``,
-``phi_3 = phi_2/h - 1/2`` for data prediction; signs flipped for noise prediction), written
-as weights on the model outputs, so a step is one ``tensordot``. The first-order term uses the
-exact identity ``alpha_t expm1(-h) = sigma_t alpha_s / sigma_s - alpha_t``, which stays exact for
-steps from pure noise (``alpha_s = 0``) or to clean data (``sigma_t = 0``).
+steps (multistep: ``2M``, ``3M``) or from intermediate stages (singlestep: ``2S``, ``3S``, stages at
+``lambda_s + r h`` with ``r = 1/2`` or ``1/3, 2/3``). Coefficients are the paper's
+(:func:`~jaxdist.solvers.primitives.dpm_phis`), written as weights on the model outputs of one
+:class:`~jaxdist.solvers.base.ExplicitStages` table, so all three forms (multistep, singlestep and
+multistep with a singlestep first step) are one solver. Every schedule works through its log-SNR
+(VP, VE, EDM, rectified flow).
 
-Every schedule works through its log-SNR (VP, VE, EDM, rectified flow).
+Static per-step tables (from ``n_steps`` and the settings only): multistep orders
+``1, 2, .., p`` (warm-up) and, with ``lower_order_final``, ``.., 2, 1``; singlestep orders ``p``
+and, with ``lower_order_final``, ``min(p, steps left)``. A step to ``t = 0`` is first order: a
+multistep step returns ``alpha_0 x0_hat``; a singlestep step takes the first-order step from its
+last stage.
+
+Global order (``solver.order``): a fixed number of lower-order boundary steps bounds it (a step
+of order ``k`` has local error ``O(h^(k+1))``): 2M is order 2; 3M with the first-order warm-up or
+a first-order final step is order 2 in the limit; ``warmup="singlestep"`` (one extra evaluation)
+with ``lower_order_final=False`` keeps 3M at order 3. The third-order update weights the
+second difference by ``2 phi_3`` (Taylor-exact, ``third_order="taylor"``); the reference code and
+diffusers use ``phi_3`` (``third_order="reference"``), which makes the update second order.
 """
 
 from __future__ import annotations
@@ -24,276 +35,261 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..schedules import Schedule
-from .base import (ExplicitStages, LinearMultistep, Solver, _check_order, half_log_snr,
-                   multistep_orders, solver_dataclass)
+from .base import ExplicitStages, solver_dataclass
+from .primitives import (boundary_bound, check_noise_start, check_order, dpm_phis,
+                         first_order_coefficients, half_log_snr, multistep_orders)
 
 Array = jax.Array
 
-__all__ = ["DPMSolver", "DPMSolverPP", "DPMMultistep", "DPMSinglestep"]
+__all__ = ["DPMSolver", "DPMSolverPP", "DPMFamily", "SOLVER_TYPES", "multistep_weights"]
 
-_SOLVER_TYPES = {"midpoint": "midpoint", "dpmsolver": "midpoint", "heun": "heun", "taylor": "heun"}
-
-
-def _first_order(prediction: str, schedule: Schedule, s: Array, u: Array):
-    """``(ratio, c1)`` of the exact first-order step ``x_u = ratio x_s + c1 D_s``."""
-    a_s, s_s, a_u, s_u = schedule.alpha(s), schedule.sigma(s), schedule.alpha(u), schedule.sigma(u)
-    if prediction == "x0":
-        return s_u / s_s, a_u - s_u * a_s / s_s
-    return a_u / a_s, s_u - a_u * s_s / a_s
+#: accepted ``solver_type`` names (diffusers' and DPM-Solver's) -> the canonical one
+SOLVER_TYPES = {"midpoint": "midpoint", "dpmsolver": "midpoint", "heun": "heun", "taylor": "heun"}
+_D2_WEIGHT = {"taylor": 2.0, "reference": 1.0}
 
 
-def _phis(prediction: str, schedule: Schedule, u: Array, h: Array):
-    """``(p2, p3)`` such that the higher-order terms of a step to ``u`` are ``+ p2 D1 + p3 D2``.
+def multistep_weights(prediction: str, schedule, grid: Array, orders, solver_type: str = "midpoint",
+                      third_order: str = "taylor") -> tuple[Array, Array]:
+    """Multistep DPM-Solver(++) weights: ``x_{i+1} = ratio_i x_i + b_i . [D_i, D_{i-1}, D_{i-2}]``.
 
-    Data prediction: ``p2 = alpha_u phi_2``, ``p3 = -alpha_u phi_3`` with ``phi_1 = expm1(-h)``;
-    noise prediction: ``p2 = -sigma_u phi_2``, ``p3 = -sigma_u phi_3`` with ``phi_1 = expm1(h)``,
-    ``phi_2 = phi_1/h -+ 1``, ``phi_3 = phi_2/h - 1/2``.
+    ``orders [n]`` (1-3) per step; a step to ``t = 0`` is first order. With ``r_j`` the ratios of
+    the previous step sizes to ``h``: ``D1 = (D_i - D_{i-1}) / r_0``, and for order 3 the
+    divided differences ``d_1 = D1 + r_0 / (r_0 + r_1) (D1 - D1')``,
+    ``d_2 = (D1 - D1') / (r_0 + r_1)``, ``b = c1 e_0 + p2 d_1 + w p3 d_2`` (``w = 2`` Taylor,
+    ``1`` reference). Returns ``ratio [n]`` and ``b [n, 3]``.
     """
-    if prediction == "x0":
-        phi2 = jnp.expm1(-h) / h + 1.0
-        a = schedule.alpha(u)
-        return a * phi2, -a * (phi2 / h - 0.5)
-    phi2 = jnp.expm1(h) / h - 1.0
-    s = schedule.sigma(u)
-    return -s * phi2, -s * (phi2 / h - 0.5)
+    lam = half_log_snr(schedule, grid)
+    s, t = grid[:-1], grid[1:]
+    h = lam[1:] - lam[:-1]
+    # Step sizes of the previous two steps (dummies on warm-up steps, where they are unused).
+    h1 = jnp.concatenate([h[:1], h[:-1]])
+    h2 = jnp.concatenate([h[:1], h1[:-1]])
+    r0, r1 = (h1 / h)[:, None], (h2 / h)[:, None]
+    ratio, c1 = first_order_coefficients(prediction, schedule, s, t)
+    p2, p3 = (p[:, None] for p in dpm_phis(prediction, schedule, t, h))
+    c1 = c1[:, None]
+    e0, e1, e2 = jnp.eye(3, dtype=h.dtype)
+    d1_0 = (e0 - e1) / r0
+    b2 = c1 * e0 + (0.5 * c1 if SOLVER_TYPES[solver_type] == "midpoint" else p2) * d1_0
+    d1_1 = (e1 - e2) / r1
+    d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
+    d2 = (d1_0 - d1_1) / (r0 + r1)
+    # d2 estimates h^2 m''/2: its Taylor weight is 2 p3 (the reference code uses p3).
+    b3 = c1 * e0 + p2 * d1 + _D2_WEIGHT[third_order] * p3 * d2
+    orders = jnp.where(t == 0, 1, jnp.asarray(orders))[:, None]
+    b = jnp.where(orders == 1, c1 * e0, jnp.where(orders == 2, b2, b3))
+    return ratio, b
 
 
-@solver_dataclass
-class DPMMultistep(LinearMultistep):
-    """Multistep DPM-Solver(++) with static per-step ``orders`` (built by the public classes)."""
-
-    prediction: str
-    orders: tuple[int, ...]
-    solver_type: str = "midpoint"
-    #: weight of the second-derivative term of the third-order update (2 = Taylor-exact;
-    #: 1 reproduces the reference implementations, which are second order).
-    d2_weight: float = 2.0
-
-    @property
-    def order(self) -> int:
-        return max(self.orders)
-
-    @property
-    def space(self) -> str:  # type: ignore[override]
-        return self.prediction
-
-    def weights(self, schedule, grid):
-        lam = half_log_snr(schedule, grid)
-        s, t = grid[:-1], grid[1:]
-        h = lam[1:] - lam[:-1]
-        # Step sizes of the previous two steps (dummies on warm-up steps, where they are unused).
-        h1 = jnp.concatenate([h[:1], h[:-1]])
-        h2 = jnp.concatenate([h[:1], h1[:-1]])
-        r0, r1 = (h1 / h)[:, None], (h2 / h)[:, None]
-        ratio, c1 = _first_order(self.prediction, schedule, s, t)
-        p2, p3 = (p[:, None] for p in _phis(self.prediction, schedule, t, h))
-        c1 = c1[:, None]
-        e0, e1, e2 = jnp.eye(3, dtype=h.dtype)
-        d1_0 = (e0 - e1) / r0
-        if self.solver_type == "midpoint":
-            b2 = c1 * e0 + 0.5 * c1 * d1_0
-        else:
-            b2 = c1 * e0 + p2 * d1_0
-        d1_1 = (e1 - e2) / r1
-        d1 = d1_0 + r0 / (r0 + r1) * (d1_0 - d1_1)
-        d2 = (d1_0 - d1_1) / (r0 + r1)
-        # d2 estimates h^2 x0''/2, so its Taylor weight is 2 p3. (The reference code of
-        # DPM-Solver(++) and diffusers use p3, which makes "3M" second order; see the docs.)
-        b3 = c1 * e0 + p2 * d1 + self.d2_weight * p3 * d2
-        orders = jnp.asarray(self.orders)
-        orders = jnp.where(t == 0, 1, orders)[:, None]  # a step to clean data is first order
-        b = jnp.where(orders == 1, c1 * e0, jnp.where(orders == 2, b2, b3))
-        return ratio, b[:, : self.history]
+def _pad_rows(c, w, v, S: int, K: int):
+    """Pads a ``k``-stage table (rows ``k``) to ``S`` rows, the update moved to the last row."""
+    k = c.shape[1]
+    n = c.shape[0]
+    zc = jnp.zeros((n, S), c.dtype)
+    zw = jnp.zeros((n, S, S), c.dtype)
+    zv = jnp.zeros((n, S, K), c.dtype)
+    zc = zc.at[:, : k - 1].set(c[:, : k - 1]).at[:, S - 1].set(c[:, k - 1])
+    zw = zw.at[:, : k - 1, : w.shape[2]].set(w[:, : k - 1]).at[:, S - 1, : w.shape[2]].set(w[:, k - 1])
+    if K and v is not None:
+        zv = zv.at[:, S - 1, : v.shape[1]].set(v)
+    return zc, zw, zv
 
 
-@solver_dataclass
-class DPMSinglestep(ExplicitStages):
-    """Singlestep DPM-Solver(++) of one ``order`` with stages at ``lambda_s + r_j h``
-    (``r = 1/2`` for order 2, ``1/3, 2/3`` for order 3)."""
-
-    prediction: str
-    order: int = 1
-    solver_type: str = "midpoint"
-    #: if > 0, also keep a multistep history of this length in the carry (warm-up steps).
-    history: int = 0
-
-    @property
-    def space(self) -> str:  # type: ignore[override]
-        return self.prediction
-
-    def init(self, x, ms):
-        if self.history:
-            return LinearMultistep.init(self, x, ms)
-        return super().init(x, ms)
-
-    def step(self, model, state, coef, key):
-        if not self.history:
-            return super().step(model, state, coef, key)
-        x, hist, ms = state
-        # Record the first stage (the model output at the grid time) for the multistep steps.
-        record = _Recorder(model)
-        x, ms = super().step(record, (x, ms), coef, key)
-        x0, eps, _ = record.first
-        d = x0 if self.prediction == "x0" else eps
-        return x, jnp.concatenate([d[None].astype(hist.dtype), hist[:-1]]), ms
-
-    def tableau(self, schedule, grid):
-        s, t = grid[:-1], grid[1:]
-        lam = half_log_snr(schedule, grid)
-        lam_s, h = lam[:-1], lam[1:] - lam[:-1]
-        ratio_t, c1_t = _first_order(self.prediction, schedule, s, t)
-        one, zero = jnp.ones_like(h), jnp.zeros_like(h)
-        k = self.order
-        if k == 1:
-            return s[:, None], jnp.stack([one, ratio_t], 1), jnp.stack([zero, c1_t], 1)[:, :, None]
-        rs = (0.5,) if k == 2 else (1.0 / 3.0, 2.0 / 3.0)
-        stage_t = [s] + [schedule.t_from_log_snr(2.0 * (lam_s + r * h)) for r in rs]
-        first = [_first_order(self.prediction, schedule, s, u) for u in stage_t[1:]]
-        c = jnp.stack([one] + [f[0] for f in first] + [ratio_t], 1)
-        w = jnp.zeros(h.shape + (k + 1, k), h.dtype)
-        for j, (_, c1_u) in enumerate(first, start=1):
-            w = w.at[:, j, 0].set(c1_u)
-        p2_t, _ = _phis(self.prediction, schedule, t, h)
-        if k == 2:
-            r1 = rs[0]
-            # midpoint: + c1/(2 r1) (D1 - D0); heun: + p2/r1 (D1 - D0)
-            coef = c1_t / (2 * r1) if self.solver_type == "midpoint" else p2_t / r1
-            w = w.at[:, 2, 0].set(c1_t - coef).at[:, 2, 1].set(coef)
-        else:
-            r1, r2 = rs
-            p22, _ = _phis(self.prediction, schedule, stage_t[2], r2 * h)
-            inner = r2 / r1 * p22
-            w = w.at[:, 2, 0].add(-inner).at[:, 2, 1].set(inner)
-            outer = p2_t / r2
-            w = w.at[:, 3, 0].set(c1_t - outer).at[:, 3, 2].set(outer)
-        # A step to clean data (t = 0) falls back to the exact first-order update.
-        final = (t == 0)[:, None, None] & (jnp.arange(k + 1) == k)[None, :, None]
-        first_order_row = jnp.zeros_like(w).at[:, k, 0].set(c1_t)
-        w = jnp.where(final, first_order_row, w)
-        return jnp.stack(stage_t, 1), c, w
-
-
-class _Recorder:
-    """Wraps a model and keeps the output space's value of its first evaluation."""
-
-    def __init__(self, model):
-        self.model, self.schedule, self.first = model, model.schedule, None
-
-    def __call__(self, x, t, ms):
-        out = self.model(x, t, ms)
-        if self.first is None:
-            self.first = out
-        return out
-
-
-def _plan_singlestep(solver, prediction: str, n_steps: int, grid) -> list[tuple[int, Solver]]:
-    orders = np.full(n_steps, solver.order)
-    if solver.lower_order_final:
-        orders = np.minimum(orders, n_steps - np.arange(n_steps))
-    try:
-        if float(np.asarray(grid)[-1]) == 0.0:
-            orders[-1] = 1  # no point spending stages on a step to clean data
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        pass
-    runs: list[tuple[int, Solver]] = []
-    for k in orders:
-        sub = DPMSinglestep(prediction, int(k), solver.solver_type)
-        if runs and runs[-1][1] == sub:
-            runs[-1] = (runs[-1][0] + 1, sub)
-        else:
-            runs.append((1, sub))
-    return runs
-
-
-class _DPMFamily(Solver):
-    """Shared front end of :class:`DPMSolver` and :class:`DPMSolverPP`."""
+class DPMFamily(ExplicitStages):
+    """Shared implementation of :class:`DPMSolver` and :class:`DPMSolverPP`."""
 
     prediction = "x0"
 
     def __post_init__(self):
         name = type(self).__name__
-        _check_order(name, self.order, (1, 2, 3))
+        check_order(name, self.solver_order, (1, 2, 3))
         if self.method not in ("multistep", "singlestep"):
             raise ValueError(f"{name}: method={self.method!r}; use 'multistep' or 'singlestep'.")
         if self.warmup not in ("lower_order", "singlestep"):
             raise ValueError(f"{name}: warmup={self.warmup!r}; use 'lower_order' or 'singlestep'.")
-        if self.solver_type not in _SOLVER_TYPES:
+        if self.solver_type not in SOLVER_TYPES:
             raise ValueError(f"{name}: solver_type={self.solver_type!r}; use one of "
-                             f"{sorted(_SOLVER_TYPES)}.")
-        object.__setattr__(self, "solver_type", _SOLVER_TYPES[self.solver_type])
+                             f"{sorted(SOLVER_TYPES)}.")
+        if self.third_order not in _D2_WEIGHT:
+            raise ValueError(f"{name}: third_order={self.third_order!r}; use 'taylor' "
+                             "(Taylor-exact, third order) or 'reference' (diffusers / DPM-Solver "
+                             "code).")
+        object.__setattr__(self, "solver_type", SOLVER_TYPES[self.solver_type])
 
     @property
-    def nfe_per_step(self) -> int:
-        return 1 if self.method == "multistep" else self.order
+    def space(self) -> str:
+        return self.prediction
 
-    def plan(self, n_steps, grid):
+    # -- static tables ---------------------------------------------------------------------
+    @property
+    def _singlestep_warmup(self) -> bool:
+        return self.method == "multistep" and self.warmup == "singlestep" and self.solver_order == 3
+
+    @property
+    def history(self) -> int:
+        return self.solver_order - 1 if self.method == "multistep" else 0
+
+    @property
+    def n_stages(self) -> int:
         if self.method == "singlestep":
-            return _plan_singlestep(self, self.prediction, n_steps, grid)
-        orders = tuple(int(o) for o in multistep_orders(n_steps, self.order,
-                                                          self.lower_order_final))
-        multistep = DPMMultistep(self.prediction, orders, self.solver_type)
-        if self.warmup == "singlestep" and self.order == 3 and n_steps > 1:
-            # A second-order first step (local error O(h^3)) keeps the global order at 3.
-            first = DPMSinglestep(self.prediction, 2, self.solver_type, history=multistep.history)
-            return [(1, first), (n_steps - 1, multistep)]
-        return [(n_steps, multistep)]
+            return self.solver_order
+        return 2 if self._singlestep_warmup else 1
+
+    def step_orders(self, n_steps: int) -> np.ndarray:
+        """Static order of each step (a singlestep warm-up step counts as order 2)."""
+        p = self.solver_order
+        if self.method == "singlestep":
+            orders = np.full(n_steps, p, np.int32)
+            if self.lower_order_final:
+                orders = np.minimum(orders, n_steps - np.arange(n_steps)).astype(np.int32)
+            return orders
+        orders = multistep_orders(n_steps, p, self.lower_order_final)
+        if self._singlestep_warmup and n_steps > 1:
+            orders[0] = 2  # singlestep DPM-Solver(++)-2; step 1 is multistep of order 2
+        return orders
+
+    def stages_per_step(self, n_steps):
+        if self.method == "singlestep":
+            return self.step_orders(n_steps)
+        stages = np.ones(n_steps, np.int32)
+        if self._singlestep_warmup and n_steps > 1:
+            stages[0] = 2
+        return stages
+
+    @property
+    def order(self) -> int:
+        p = self.solver_order
+        orders = self.step_orders(16)  # long enough to show every boundary step
+        boundary = [int(k) for k in orders if k < p]
+        # the reference 3M update (phi_3 weight) is second order
+        bulk = 2 if (p == 3 and self.method == "multistep" and self.third_order == "reference") else p
+        return boundary_bound(bulk, boundary)
 
     def validate(self, schedule, grid):
-        if self.prediction == "eps":
-            try:
-                a0 = float(schedule.alpha(jnp.asarray(grid)[0]))
-            except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-                return
-            if a0 == 0.0:
-                raise ValueError(
-                    f"{type(self).__name__} (noise prediction) cannot start where alpha = 0 "
-                    f"(grid[0]={float(grid[0])}); start the grid below t_max or use DPMSolverPP.")
+        check_noise_start(type(self).__name__, self.prediction, schedule, grid)
 
-    # The public classes only plan; the work is done by the solvers in the plan.
-    def coefficients(self, schedule, grid):
-        raise NotImplementedError("use plan(): the work is done by DPMMultistep/DPMSinglestep")
+    # -- coefficients ----------------------------------------------------------------------
+    def stage_table(self, schedule, grid):
+        n = grid.shape[0] - 1
+        S, K = self.n_stages, self.history
+        orders = self.step_orders(n)
+        if self.method == "singlestep":
+            tables = [self.singlestep_table(schedule, grid, k, S, K) for k in range(1, S + 1)]
+            per_step = orders
+        else:
+            tables = [self.multistep_table(schedule, grid, S, K)]
+            per_step = np.zeros(n, np.int32) + 1
+            if self._singlestep_warmup and n > 1:
+                tables.append(self.singlestep_table(schedule, grid, 2, S, K))
+                per_step = self.stages_per_step(n)
+        s, c, w, v = tables[0]
+        for k, tab in enumerate(tables[1:], start=2):
+            pick = jnp.asarray(per_step == k)
+            s, c, w, v = (jnp.where(pick.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
+                          for old, new in zip((s, c, w, v), tab))
+        return s, c, w, v
 
-    def init(self, x, ms):
-        raise NotImplementedError
+    def multistep_table(self, schedule, grid, S: int = 1, K: int = 0):
+        """The multistep update of every step at its static order, as stage-table rows."""
+        s = grid[:-1]
+        n = s.shape[0]
+        ratio, b = multistep_weights(self.prediction, schedule, grid, self.step_orders(n),
+                                     self.solver_type, self.third_order)
+        stage_t = jnp.broadcast_to(s[:, None], (n, S))
+        c = jnp.zeros((n, S), b.dtype).at[:, S - 1].set(ratio)
+        w = jnp.zeros((n, S, S), b.dtype).at[:, S - 1, 0].set(b[:, 0])
+        v = jnp.zeros((n, S, K), b.dtype).at[:, S - 1, :].set(b[:, 1: K + 1])
+        return stage_t, c, w, v
 
-    def step(self, model, state, coef, key):
-        raise NotImplementedError
+    def singlestep_table(self, schedule, grid, k: int, S: int | None = None, K: int = 0):
+        """Singlestep DPM-Solver(++)-``k`` on every step, as stage-table rows padded to ``S``
+        stages (default ``k``) and ``K`` history columns."""
+        S = k if S is None else S
+        pred = self.prediction
+        s, t = grid[:-1], grid[1:]
+        n = s.shape[0]
+        lam = half_log_snr(schedule, grid)
+        lam_s, h = lam[:-1], lam[1:] - lam[:-1]
+        ratio_t, c1_t = first_order_coefficients(pred, schedule, s, t)
+        rs = {1: (), 2: (0.5,), 3: (1.0 / 3.0, 2.0 / 3.0)}[k]
+        stage_t = [s] + [schedule.t_from_log_snr(2.0 * (lam_s + r * h)) for r in rs]
+        first = [first_order_coefficients(pred, schedule, s, u) for u in stage_t[1:]]
+        # rows 0..k-2: stages 1..k-1; row k-1: the update
+        c = jnp.stack([f[0] for f in first] + [ratio_t], 1)
+        w = jnp.zeros((n, k, k), h.dtype)
+        for j, (_, c1_u) in enumerate(first):
+            w = w.at[:, j, 0].set(c1_u)
+        p2_t, _ = dpm_phis(pred, schedule, t, h)
+        if k == 1:
+            w = w.at[:, 0, 0].set(c1_t)
+        elif k == 2:
+            r1 = rs[0]
+            # midpoint: + c1/(2 r1) (D1 - D0); heun: + p2/r1 (D1 - D0)
+            coef = c1_t / (2 * r1) if self.solver_type == "midpoint" else p2_t / r1
+            w = w.at[:, 1, 0].set(c1_t - coef).at[:, 1, 1].set(coef)
+        else:
+            r1, r2 = rs
+            p22, _ = dpm_phis(pred, schedule, stage_t[2], r2 * h)
+            inner = r2 / r1 * p22
+            w = w.at[:, 1, 0].add(-inner).at[:, 1, 1].set(inner)
+            outer = p2_t / r2
+            w = w.at[:, 2, 0].set(c1_t - outer).at[:, 2, 2].set(outer)
+        # A step to t = 0: the first-order step from the last stage u_{k-1}.
+        ratio_0, c1_0 = first_order_coefficients(pred, schedule, stage_t[-1], t)
+        if k == 1:
+            c_end, w_end = ratio_0, c1_0[:, None] * jnp.eye(1, dtype=h.dtype)[0]
+        else:
+            c_end = ratio_0 * c[:, k - 2]
+            w_end = ratio_0[:, None] * w[:, k - 2] + c1_0[:, None] * jnp.eye(k, dtype=h.dtype)[k - 1]
+        final = t == 0
+        c = c.at[:, k - 1].set(jnp.where(final, c_end, c[:, k - 1]))
+        w = w.at[:, k - 1].set(jnp.where(final[:, None], w_end, w[:, k - 1]))
+        times = jnp.stack(stage_t + [s] * (S - k), 1)
+        c, w, v = _pad_rows(c, w, None, S, K)
+        return times, c, w, v
 
 
 @solver_dataclass
-class DPMSolverPP(_DPMFamily):
-    """DPM-Solver++ (data prediction). ``order=2, method="multistep"`` is "DPM++ 2M";
-    ``order=3`` multistep is "3M"; ``method="singlestep"`` gives "2S"/"3S".
+class DPMSolverPP(DPMFamily):
+    """DPM-Solver++ (data prediction). ``order=2`` (multistep) is "DPM++ 2M", ``order=3``
+    "3M"; ``method="singlestep"`` gives "2S"/"3S" (``order`` evaluations per step).
 
-    ``lower_order_final``: the last ``order - 1`` steps use orders ``.., 2, 1``
-    (``min(order, steps left)``), at every step count. A step to ``t = 0`` is always first
-    order and returns ``x0_hat``. ``solver_type``: ``"midpoint"`` (DPM-Solver's ``dpmsolver``)
-    or ``"heun"`` (``taylor``) for the second-order terms.
+    Args (dataclass fields; ``order=`` sets ``solver_order``):
+      solver_order: 1, 2 or 3, the order of the update formulas.
+      method: ``"multistep"`` (one evaluation per step) or ``"singlestep"``.
+      solver_type: ``"midpoint"`` (DPM-Solver's ``dpmsolver``) or ``"heun"`` (``taylor``) for
+        the second-order terms.
+      lower_order_final: the last steps use orders ``min(order, steps left)`` (at every step
+        count; diffusers applies it below 15 steps, which ``from_diffusers_scheduler`` mirrors).
+      warmup: ``"lower_order"`` (orders ``1, 2, ..``: diffusers and DPM-Solver) or
+        ``"singlestep"`` (3M only: a singlestep DPM-Solver++-2 first step, one more evaluation,
+        which keeps the global order 3).
+      third_order: ``"taylor"`` (``2 phi_3``, default) or ``"reference"`` (``phi_3``, diffusers).
 
-    ``warmup`` (multistep): ``"lower_order"`` starts with orders ``1, 2, ..`` at one evaluation
-    per step, as diffusers and DPM-Solver do; its first-order first step bounds the global
-    order of 3M by 2 in the limit. ``"singlestep"`` takes the first 3M step with singlestep
-    DPM-Solver(++)-2 (one extra evaluation) and keeps the global order 3.
+    ``order`` is the global convergence order these settings achieve (see the module docstring):
+    ``DPMSolverPP(order=3).order == 2``;
+    ``DPMSolverPP(order=3, warmup="singlestep", lower_order_final=False).order == 3``.
     """
 
-    order: int = 2
+    solver_order: int = 2
     method: str = "multistep"
     solver_type: str = "midpoint"
     lower_order_final: bool = True
     warmup: str = "lower_order"
+    third_order: str = "taylor"
     prediction = "x0"
 
 
 @solver_dataclass
-class DPMSolver(_DPMFamily):
-    """DPM-Solver (noise prediction): ``method="singlestep"`` (DPM-Solver-1/2/3, ``order`` model
-    evaluations per step) or ``"multistep"`` (orders 2-3). Same options as :class:`DPMSolverPP`.
-    """
+class DPMSolver(DPMFamily):
+    """DPM-Solver (noise prediction): ``method="singlestep"`` (DPM-Solver-1/2/3, ``order``
+    model evaluations per step) or ``"multistep"``. Same options as :class:`DPMSolverPP`; it
+    cannot start where ``alpha = 0``."""
 
-    order: int = 2
+    solver_order: int = 2
     method: str = "singlestep"
     solver_type: str = "midpoint"
     lower_order_final: bool = False
     warmup: str = "lower_order"
+    third_order: str = "taylor"
     prediction = "eps"

@@ -24,32 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..schedules import Schedule
-from .base import ExplicitStages, Solver, solver_dataclass
-from .dpm_solver import _first_order
+from .base import ExplicitStages, solver_dataclass
+from .primitives import check_alpha_start, concrete, first_order_coefficients
 
 Array = jax.Array
 
 __all__ = ["EulerEDM", "HeunEDM", "Euler", "Heun"]
-
-
-def _concrete(x) -> np.ndarray | None:
-    """``x`` as a NumPy array, or ``None`` when it is traced."""
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return None
-
-
-def check_alpha_start(name: str, schedule: Schedule, grid: Array) -> None:
-    """Raises if ``alpha(grid[0]) = 0`` (``s = sigma/alpha`` infinite), e.g. rectified flow at
-    ``t = 1``; used by the solvers that work in ``x~ = x / alpha``."""
-    a0 = _concrete(schedule.alpha(jnp.asarray(grid)[0]))
-    if a0 is not None and float(a0) == 0.0:
-        raise ValueError(
-            f"{name} works in x/alpha and cannot start where alpha = 0 (grid[0]={float(grid[0])}); "
-            "start the grid below t_max (e.g. t_start=0.999 for RectifiedFlow) or use EulerEDM / "
-            "DPMSolverPP, which step exactly from pure noise.")
 
 
 @solver_dataclass
@@ -60,73 +40,68 @@ class EulerEDM(ExplicitStages):
     """
 
     space = "x0"
-    nfe_per_step = 1
 
     @property
     def order(self) -> int:
         return 1
 
-    def tableau(self, schedule, grid):
+    def stage_table(self, schedule, grid):
         s, t = grid[:-1], grid[1:]
-        ratio, c1 = _first_order("x0", schedule, s, t)
-        return (s[:, None], jnp.stack([jnp.ones_like(ratio), ratio], 1),
-                jnp.stack([jnp.zeros_like(c1), c1], 1)[:, :, None])
+        ratio, c1 = first_order_coefficients("x0", schedule, s, t)
+        n = s.shape[0]
+        return s[:, None], ratio[:, None], c1[:, None, None], jnp.zeros((n, 1, 0), s.dtype)
 
 
 @solver_dataclass
-class _HeunStages(ExplicitStages):
-    """Heun steps in ``(s, x~)`` as a two-stage table on noise predictions (used by HeunEDM)."""
+class HeunEDM(ExplicitStages):
+    """Heun (EDM's 2nd-order sampler) in ``(s, x~)``: trapezoidal corrector on an Euler predictor.
 
+    In noise-prediction form, with ``ds = s_{i+1} - s_i`` and ``r = alpha_{i+1} / alpha_i``:
+    ``x' = r x + alpha_{i+1} ds eps_i``, ``x_{i+1} = r x + alpha_{i+1} ds (eps_i + eps(x', t_{i+1})) / 2``.
+
+    ``heun_final=False`` (EDM, k-diffusion, diffusers ``HeunDiscreteScheduler``): the last step is
+    an Euler step, so ``N`` steps use ``2N - 1`` evaluations (needed when the grid ends at ``t = 0``,
+    where the model is not defined). ``heun_final=True`` corrects the last step too (``2N``
+    evaluations; needs ``grid[-1] > 0``). Needs ``alpha(grid[0]) > 0``. Order 2 either way.
+    """
+
+    heun_final: bool = False
     space = "eps"
 
     @property
     def order(self) -> int:
         return 2
 
-    def tableau(self, schedule, grid):
-        t, t_next = grid[:-1], grid[1:]
-        a, a_next = schedule.alpha(t), schedule.alpha(t_next)
-        ds = schedule.sigma_over_alpha(t_next) - schedule.sigma_over_alpha(t)
-        ratio, step = a_next / a, a_next * ds  # x_{i+1} = ratio x_i + step * eps
-        zero = jnp.zeros_like(ratio)
-        c = jnp.stack([jnp.ones_like(ratio), ratio, ratio], 1)
-        w = jnp.stack([jnp.stack([zero, zero], 1),
-                       jnp.stack([step, zero], 1),
-                       jnp.stack([0.5 * step, 0.5 * step], 1)], 1)
-        return jnp.stack([t, t_next], 1), c, w
-
-
-@solver_dataclass
-class HeunEDM(Solver):
-    """Heun (EDM's 2nd-order sampler) in ``(s, x~)``: trapezoidal corrector on an Euler predictor.
-
-    ``heun_final=False`` (EDM, diffusers ``HeunDiscreteScheduler``): the last step is an Euler
-    step, so ``N`` steps use ``2N - 1`` evaluations; it must be when the grid ends at ``t = 0``.
-    ``heun_final=True`` corrects the last step too (``2N`` evaluations; needs ``grid[-1] > 0``).
-    Needs ``alpha(grid[0]) > 0``.
-    """
-
-    heun_final: bool = False
-    nfe_per_step = 2
-
     @property
-    def order(self) -> int:
+    def n_stages(self) -> int:
         return 2
 
-    def plan(self, n_steps, grid):
-        if self.heun_final:
-            return [(n_steps, _HeunStages())]
-        if n_steps == 1:
-            return [(1, EulerEDM())]
-        return [(n_steps - 1, _HeunStages()), (1, EulerEDM())]
+    def stages_per_step(self, n_steps):
+        stages = np.full(n_steps, 2, np.int32)
+        if not self.heun_final and n_steps:
+            stages[-1] = 1
+        return stages
 
     def validate(self, schedule, grid):
         check_alpha_start(type(self).__name__, schedule, grid)
-        last = _concrete(jnp.asarray(grid)[-1])
+        last = concrete(jnp.asarray(grid)[-1])
         if self.heun_final and last is not None and float(last) == 0.0:
             raise ValueError("HeunEDM(heun_final=True) cannot correct a step to t = 0 (the model "
                              "is not defined at sigma = 0); use heun_final=False or end the grid "
                              "at t_min > 0.")
+
+    def stage_table(self, schedule, grid):
+        t, t_next = grid[:-1], grid[1:]
+        n = t.shape[0]
+        a, a_next = schedule.alpha(t), schedule.alpha(t_next)
+        ds = schedule.sigma_over_alpha(t_next) - schedule.sigma_over_alpha(t)
+        ratio, step = a_next / a, a_next * ds  # Euler: x_{i+1} = ratio x_i + step * eps_i
+        euler = jnp.asarray(self.stages_per_step(n) == 1)
+        c = jnp.stack([ratio, ratio], 1)
+        w = jnp.zeros((n, 2, 2), t.dtype).at[:, 0, 0].set(step)
+        w = w.at[:, 1, 0].set(jnp.where(euler, step, 0.5 * step))
+        w = w.at[:, 1, 1].set(jnp.where(euler, 0.0, 0.5 * step))
+        return jnp.stack([t, t_next], 1), c, w, jnp.zeros((n, 2, 0), t.dtype)
 
 
 #: Short names (k-diffusion / diffusers): ``Euler`` and ``Heun`` are the EDM samplers.

@@ -12,33 +12,34 @@ A corrector moves ``x`` at a fixed time ``t`` with Langevin steps on ``p_t``:
 * :class:`AnnealedLangevinCorrector`: ``eps = 2 (snr sigma(t))^2`` (score-SDE's ``ald``,
   Song & Ermon 2019's ``eps_i ∝ sigma_i^2``).
 
-:class:`PredictorCorrector` runs any predictor step to ``t_next`` and then ``n_corrector_steps``
-corrector steps at ``t_next`` (each one model evaluation). :func:`annealed_langevin` is
-annealed Langevin dynamics: no predictor, correctors down a grid of noise levels. The corrector is
+:class:`PredictorCorrector` runs, at each grid time ``t_i`` (``i < n``), ``n_corrector_steps``
+corrector steps and then any predictor's step to ``t_{i+1}`` (score-SDE's ``pc_sampler`` order),
+each corrector step one model evaluation; the corrector never runs at the final time, so grids
+that end at ``t = 0`` work. :func:`annealed_langevin` is annealed Langevin dynamics: no
+predictor, correctors down a grid of noise levels. The corrector is
 an MCMC move with a fixed SNR, not a convergent discretisation, so PC samplers declare no
 strong or weak order; the tests check their output distribution.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ..noise import normal_like
 from ..schedules import expand_to
-from .base import Solver, solver_dataclass
+from .base import Solver, SolverState, StepTimes, solver_dataclass
+
+Array = jax.Array
 
 __all__ = ["LangevinCorrector", "AnnealedLangevinCorrector", "PredictorCorrector", "NoPredictor",
-           "annealed_langevin"]
+           "annealed_langevin", "PCState", "PCCoefs"]
 
 
 def _norm(v: Array) -> Array:
     return jnp.sqrt(jnp.sum(v.reshape(v.shape[0], -1) ** 2, axis=1))
-
-
-Array = jax.Array
 
 
 class _Corrector:
@@ -90,38 +91,57 @@ class AnnealedLangevinCorrector(_Corrector):
 
 @solver_dataclass
 class NoPredictor(Solver):
-    """Moves time without changing ``x`` (for corrector-only samplers)."""
+    """Moves time without changing ``x`` (for corrector-only samplers); no model evaluation."""
 
     @property
     def order(self) -> int:
         return 0
 
+    def nfe(self, n_steps):
+        return 0
+
     def coefficients(self, schedule, grid):
-        return {"t": grid[:-1], "t_next": grid[1:]}
+        return StepTimes(grid[:-1], grid[1:])
 
-    def init(self, x, ms):
-        return x, ms
+    def init(self, x, model_state):
+        return SolverState(x, model_state)
 
-    def step(self, model, state, coef, key):
+    def step(self, model, state, coefs, key):
         return state
+
+
+class PCState(NamedTuple):
+    """State of a :class:`PredictorCorrector`: the predictor's own state."""
+
+    predictor: Any
+
+    @property
+    def x(self) -> Array:
+        return self.predictor.x
+
+    @property
+    def model_state(self):
+        return self.predictor.model_state
+
+
+class PCCoefs(NamedTuple):
+    """The predictor's coefficients and the corrector's times ``t``."""
+
+    predictor: Any
+    t: Array
 
 
 @solver_dataclass
 class PredictorCorrector(Solver):
-    """``predictor`` step to ``t_next``, then ``n_corrector_steps`` of ``corrector`` at ``t_next``.
+    """At each grid time: ``n_corrector_steps`` of ``corrector``, then the ``predictor``'s step.
 
-    The predictor's carry is kept (``state[0]`` is ``x``, ``state[-1]`` the model state), so any
-    solver can predict. The grid must end at ``t > 0`` (the corrector needs ``sigma > 0``).
-    NFE = predictor's + ``n_corrector_steps`` per step.
+    Any solver can predict; its state is kept whole in :class:`PCState`. NFE = the predictor's
+    + ``n_corrector_steps`` per step.
     """
 
     predictor: Solver
     corrector: Any = LangevinCorrector()
     n_corrector_steps: int = 1
-    stochastic: ClassVar[bool] = True
-    #: not a convergent discretisation (a fixed-SNR MCMC move): see the module docstring.
-    strong_order: ClassVar[None] = None
-    weak_order: ClassVar[None] = None
 
     def __post_init__(self):
         if not isinstance(self.predictor, Solver):
@@ -135,42 +155,41 @@ class PredictorCorrector(Solver):
 
     @property
     def order(self) -> int:
+        """Not a convergent discretisation (a fixed-SNR MCMC move): the predictor's order is
+        reported; the tests check the output distribution."""
         return self.predictor.order
 
     @property
-    def nfe_per_step(self) -> int:
-        return int(getattr(self.predictor, "nfe_per_step", 1)) + self.n_corrector_steps
+    def stochastic(self) -> bool:
+        return True
+
+    def nfe(self, n_steps):
+        return self.predictor.nfe(n_steps) + int(n_steps) * self.n_corrector_steps
 
     def validate(self, schedule, grid):
         self.predictor.validate(schedule, grid)
 
-    def plan(self, n_steps, grid):
-        return [(n, PredictorCorrector(p, self.corrector, self.n_corrector_steps))
-                for n, p in self.predictor.plan(n_steps, grid)]
-
     def coefficients(self, schedule, grid):
-        return {"p": self.predictor.coefficients(schedule, grid), "t_next": grid[1:]}
+        return PCCoefs(self.predictor.coefficients(schedule, grid), grid[:-1])
 
-    def init(self, x, ms):
-        return self.predictor.init(x, ms)
+    def init(self, x, model_state):
+        return PCState(self.predictor.init(x, model_state))
 
-    def step(self, model, state, coef, key):
+    def step(self, model, state, coefs, key):
         k_pred, k_corr = jax.random.split(key)
-        state = self.predictor.step(model, state, coef["p"], k_pred)
-        x, ms = state[0], state[-1]
+        inner = state.predictor
+        x, ms = inner.x, inner.model_state
         for j in range(self.n_corrector_steps):  # static unroll
-            x, ms = self.corrector.correct(model, x, ms, coef["t_next"],
-                                           jax.random.fold_in(k_corr, j))
-        return (x,) + tuple(state[1:-1]) + (ms,)
+            x, ms = self.corrector.correct(model, x, ms, coefs.t, jax.random.fold_in(k_corr, j))
+        inner = inner._replace(x=x, model_state=ms)
+        return PCState(self.predictor.step(model, inner, coefs.predictor, k_pred))
 
     def finish(self, state):
-        return self.predictor.finish(state)
-
-    def current(self, state):
-        return self.predictor.current(state)
+        return self.predictor.finish(state.predictor)
 
 
 def annealed_langevin(snr: float = 0.16, n_steps_each: int = 5) -> PredictorCorrector:
     """Annealed Langevin dynamics (Song & Ermon 2019): ``n_steps_each`` Langevin steps with
-    ``eps = 2 (snr sigma(t))^2`` at every noise level of the grid after the first."""
+    ``eps = 2 (snr sigma(t))^2`` at every noise level of the grid but the last (end the grid
+    with one more, smaller level, e.g. 0)."""
     return PredictorCorrector(NoPredictor(), AnnealedLangevinCorrector(snr), n_steps_each)

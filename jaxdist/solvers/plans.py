@@ -9,12 +9,12 @@ step with ``jnp.where``. The carry keeps histories of both ``x0_hat`` and ``eps_
     x <- x + c_i . X0                                   (UniC, if step i-1 was UniPC)
     x_{i+1} = a_i x + b_i . X0 + e_i . EPS              (X0, EPS: newest-first histories)
 
-covers all families:
+covers all families (the correction and the update are merged into one table ``b + a c``):
 
-* ``DPMPP`` (0): DPM-Solver++ multistep, data prediction, ``a = sigma_t/sigma_s``;
-* ``UNIPC`` (1): UniP + UniC (``variant``, data prediction), ``a = sigma_t/sigma_s``;
-* ``DEIS`` (2): DEIS tAB, noise prediction, ``a = alpha_t/alpha_s``;
-* ``EULER`` (3): explicit Euler on the PF-ODE in the grid's time, ``a = 1``,
+* ``"dpm++"`` (code 0): DPM-Solver++ multistep, data prediction, ``a = sigma_t/sigma_s``;
+* ``"unipc"`` (1): UniP + UniC (``variant``, data prediction), ``a = sigma_t/sigma_s``;
+* ``"deis"`` (2): DEIS tAB, noise prediction, ``a = alpha_t/alpha_s``;
+* ``"euler"`` (3): explicit Euler on the PF-ODE in the grid's time, ``a = 1``,
   ``b_0 = (t_{i+1} - t_i) alpha'(t_i)``, ``e_0 = (t_{i+1} - t_i) sigma'(t_i)`` (order forced to 1).
 
 Orders are clipped to ``[1, min(3, i + 1)]`` (history available at step ``i``) and to 1 on a step
@@ -24,27 +24,47 @@ to ``t = 0``. NFE = number of steps.
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import Solver, multistep_orders
+from .base import ModelState, Solver, push
 from .deis import deis_tables
-from .dpm_solver import DPMMultistep, _first_order
-from .unipc import select_by_order, unipc_tables
+from .dpm_solver import multistep_weights
+from .primitives import first_order_coefficients, multistep_orders, select_by_order
+from .unipc import unipc_tables
 
 Array = jax.Array
 
-__all__ = ["StepPlan", "FAMILIES", "DPMPP", "UNIPC", "DEIS_FAMILY", "EULER"]
+__all__ = ["StepPlan", "FAMILIES", "PlanState", "PlanCoefs"]
 
-DPMPP, UNIPC, DEIS_FAMILY, EULER = 0, 1, 2, 3
-#: family name -> code used in :attr:`StepPlan.families`
-FAMILIES = {"dpm++": DPMPP, "unipc": UNIPC, "deis": DEIS_FAMILY, "euler": EULER}
+#: family name -> integer code used in :attr:`StepPlan.families`
+FAMILIES = {"dpm++": 0, "unipc": 1, "deis": 2, "euler": 3}
+_DPMPP, _UNIPC, _DEIS, _EULER = (FAMILIES[k] for k in ("dpm++", "unipc", "deis", "euler"))
 _MAX_ORDER = 3
 _X0_HISTORY = _MAX_ORDER + 1  # UniC-3 uses four data predictions
 _EPS_HISTORY = _MAX_ORDER
+
+
+class PlanState(NamedTuple):
+    """State of a :class:`StepPlan`: histories of both model outputs, newest first."""
+
+    x: Array
+    x0_history: Array
+    eps_history: Array
+    model_state: ModelState
+
+
+class PlanCoefs(NamedTuple):
+    """``x_next = a x + b_x0 . X0 + b_eps . EPS`` (UniC of the previous step merged in)."""
+
+    t: Array
+    t_next: Array
+    a: Array
+    b_x0: Array
+    b_eps: Array
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -70,7 +90,19 @@ class StepPlan(Solver):
 
     @property
     def order(self) -> int:
-        return _MAX_ORDER
+        """Global order of the (concrete) plan: its typical local accuracy, bounded by one more
+        than its lowest (boundary) step's accuracy. UniPC steps followed by another step are
+        corrected (accuracy ``order + 1``)."""
+        try:
+            orders, fams = np.asarray(self.orders), np.asarray(self.families)
+        except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
+            raise ValueError("StepPlan.order needs concrete orders and families (it is traced "
+                             "here).") from None
+        n = orders.shape[0]
+        eff = np.clip(orders, 1, np.minimum(_MAX_ORDER, np.arange(n) + 1))
+        eff = np.where(fams == _EULER, 1, eff)
+        local = eff + ((fams == _UNIPC) & (np.arange(n) < n - 1))
+        return int(min(np.median(local), 1 + local.min()))
 
     # -- construction --------------------------------------------------------------------
     @classmethod
@@ -103,9 +135,9 @@ class StepPlan(Solver):
             return
         if orders.min() < 1 or orders.max() > _MAX_ORDER:
             raise ValueError(f"StepPlan.orders must be in 1..{_MAX_ORDER}; got {orders}.")
-        if fams.min() < 0 or fams.max() > EULER:
+        if fams.min() < 0 or fams.max() > _EULER:
             raise ValueError(f"StepPlan.families must be codes in {FAMILIES}; got {fams}.")
-        if np.any((fams == DEIS_FAMILY)) and float(schedule.alpha(jnp.asarray(grid)[0])) == 0.0:
+        if np.any((fams == _DEIS)) and float(schedule.alpha(jnp.asarray(grid)[0])) == 0.0:
             raise ValueError("StepPlan: DEIS (noise prediction) cannot start where alpha = 0; "
                              "start the grid below t_max.")
 
@@ -115,17 +147,16 @@ class StepPlan(Solver):
         step to ``t = 0``."""
         n = grid.shape[0] - 1
         orders = jnp.clip(jnp.asarray(self.orders), 1, jnp.minimum(_MAX_ORDER, jnp.arange(n) + 1))
-        return jnp.where((grid[1:] == 0) | (jnp.asarray(self.families) == EULER), 1, orders)
+        return jnp.where((grid[1:] == 0) | (jnp.asarray(self.families) == _EULER), 1, orders)
 
     def coefficients(self, schedule, grid):
         n = grid.shape[0] - 1
         s, t = grid[:-1], grid[1:]
         fam = jnp.asarray(self.families)[:, None]
         orders = self.effective_orders(grid)
-        ratio_x0, _ = _first_order("x0", schedule, s, t)
-        ratio_eps, _ = _first_order("eps", schedule, s, t)
-        dpm = [DPMMultistep("x0", (k,) * n).weights(schedule, grid)[1]
-               for k in range(1, _MAX_ORDER + 1)]
+        ratio_x0, _ = first_order_coefficients("x0", schedule, s, t)
+        ratio_eps, _ = first_order_coefficients("eps", schedule, s, t)
+        dpm = [multistep_weights("x0", schedule, grid, np.full(n, k))[1] for k in range(1, _MAX_ORDER + 1)]
         uni = [unipc_tables(schedule, grid, k, "x0", self.variant, self.rho)
                for k in range(1, _MAX_ORDER + 1)]
         deis = [deis_tables(schedule, grid, k) for k in range(1, _MAX_ORDER + 1)]
@@ -137,33 +168,30 @@ class StepPlan(Solver):
         zx, ze = jnp.zeros_like(euler_x0), jnp.zeros_like(euler_eps)
         b_dpm = select_by_order(orders, dpm, _X0_HISTORY)
         b_uni = select_by_order(orders, [u[1] for u in uni], _X0_HISTORY)
-        b_x0 = jnp.where(fam == DPMPP, b_dpm, jnp.where(fam == UNIPC, b_uni,
-                                                        jnp.where(fam == EULER, euler_x0, zx)))
-        b_eps = jnp.where(fam == DEIS_FAMILY, select_by_order(orders, deis, _EPS_HISTORY),
-                          jnp.where(fam == EULER, euler_eps, ze))
+        b_x0 = jnp.where(fam == _DPMPP, b_dpm, jnp.where(fam == _UNIPC, b_uni,
+                                                         jnp.where(fam == _EULER, euler_x0, zx)))
+        b_eps = jnp.where(fam == _DEIS, select_by_order(orders, deis, _EPS_HISTORY),
+                          jnp.where(fam == _EULER, euler_eps, ze))
         f = fam[:, 0]
-        a = jnp.where(f == DEIS_FAMILY, ratio_eps,
-                      jnp.where(f == EULER, jnp.ones_like(ratio_x0), ratio_x0))
-        corr = jnp.where(fam == UNIPC, select_by_order(orders, [u[2] for u in uni], _X0_HISTORY),
+        a = jnp.where(f == _DEIS, ratio_eps, jnp.where(f == _EULER, jnp.ones_like(ratio_x0), ratio_x0))
+        corr = jnp.where(fam == _UNIPC, select_by_order(orders, [u[2] for u in uni], _X0_HISTORY),
                          zx)
         corr = jnp.concatenate([jnp.zeros_like(corr[:1]), corr[:-1]])  # UniC of step i-1
-        return {"t": s, "t_next": t, "a": a, "b_x0": b_x0, "b_eps": b_eps, "corr": corr}
+        return PlanCoefs(s, t, a, b_x0 + a[:, None] * corr, b_eps)
 
     # -- loop ----------------------------------------------------------------------------
-    def init(self, x, ms):
-        return (x, jnp.zeros((_X0_HISTORY,) + x.shape, x.dtype),
-                jnp.zeros((_EPS_HISTORY,) + x.shape, x.dtype), ms)
+    def init(self, x, model_state):
+        return PlanState(x, jnp.zeros((_X0_HISTORY,) + x.shape, x.dtype),
+                         jnp.zeros((_EPS_HISTORY,) + x.shape, x.dtype), model_state)
 
-    def step(self, model, state, coef, key):
+    def step(self, model, state, coefs, key):
         x, hx, he, ms = state
-        x0, eps, ms = model(x, coef["t"], ms)
-        hx = jnp.concatenate([x0[None].astype(hx.dtype), hx[:-1]])
-        he = jnp.concatenate([eps[None].astype(he.dtype), he[:-1]])
+        x0, eps, ms = model(x, coefs.t, ms)
+        hx, he = push(hx, x0), push(he, eps)
         dt = x.dtype
-        x = x + jnp.tensordot(coef["corr"].astype(dt), hx, 1)
-        x_next = (coef["a"].astype(dt) * x + jnp.tensordot(coef["b_x0"].astype(dt), hx, 1)
-                  + jnp.tensordot(coef["b_eps"].astype(dt), he, 1))
-        return x_next, hx, he, ms
+        x_next = (coefs.a.astype(dt) * x + jnp.tensordot(coefs.b_x0.astype(dt), hx, 1)
+                  + jnp.tensordot(coefs.b_eps.astype(dt), he, 1))
+        return PlanState(x_next, hx, he, ms)
 
 
 jax.tree_util.register_dataclass(StepPlan, data_fields=["orders", "families"],

@@ -1,36 +1,46 @@
-"""Solvers by name, for the CLI and benchmarks: ``by_name("dpm++2m")``.
+"""Solvers by name, for the CLI, benchmarks and the contract test: ``by_name("dpm++2m")``.
 
-Each entry builds a solver with the settings people use under that name. Add new solvers here
-so ``jaxdist bench`` and ``jaxdist sample --solver`` pick them up.
+Each entry of :data:`SOLVERS` builds a fixed-grid solver with the settings people use under that
+name; :data:`ADAPTIVE` holds the adaptive ones (run with ``jd.sample_adaptive``). :data:`ALIASES`
+maps k-diffusion / ComfyUI sampler names and diffusers scheduler class names to them; names are
+matched ignoring case, spaces, ``_`` and ``-`` ("DPM++ 2M" = ``dpm++2m``), and an unknown name
+gets a did-you-mean. Register a new solver with :func:`register`: ``jaxdist bench``,
+``jaxdist sample --solver`` and the contract test (tests/solvers/test_contract.py) pick it up.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from typing import Callable
 
+from .adaptive import AdaptiveDPMSolver
 from .base import Solver
 from .ddim import DDIM
-from .dpm_solver import DPMSolver, DPMSolverPP
 from .deis import DEIS, IPNDM
-from .unipc import UniPC
-from .adaptive import AdaptiveDPMSolver
+from .dpm_solver import DPMSolver, DPMSolverPP
 from .edm import EulerEDM, HeunEDM
-from .runge_kutta import EULER, MIDPOINT, RK3, RK4, RungeKutta
-from .sde import DDPMAncestral, EulerMaruyama
-from .sde_dpm_solver import SDEDPMSolverPP
 from .edm_sde import EDMStochastic
 from .langevin import LangevinCorrector, PredictorCorrector
+from .runge_kutta import RungeKutta
+from .sde import DDPMAncestral, EulerMaruyama
+from .sde_dpm_solver import SDEDPMSolverPP
+from .tableaux import EULER, RALSTON, RK3, RK4
+from .unipc import UniPC
 
-__all__ = ["SOLVERS", "by_name", "register"]
+__all__ = ["SOLVERS", "ADAPTIVE", "ALIASES", "by_name", "register", "canonical_name", "all_names"]
 
-#: name -> factory of a solver (deterministic ODE solvers and, with ``stochastic``, SDE ones)
+#: name -> factory of a fixed-grid solver (deterministic ODE solvers, then stochastic ones)
 SOLVERS: dict[str, Callable[[], Solver]] = {
     "ddim": DDIM,
     "dpm-solver-2": lambda: DPMSolver(order=2),
     "dpm-solver-3": lambda: DPMSolver(order=3),
     "dpm++2s": lambda: DPMSolverPP(order=2, method="singlestep"),
     "dpm++2m": lambda: DPMSolverPP(order=2),
+    # diffusers' warm-up and final steps (order 2 in the limit) with the Taylor-exact update
     "dpm++3m": lambda: DPMSolverPP(order=3),
+    # a singlestep first step and no lower-order final steps: global order 3 (NFE n + 1)
+    "dpm++3m-o3": lambda: DPMSolverPP(order=3, warmup="singlestep", lower_order_final=False),
     # UniPC (bh2, data prediction, corrector), DEIS tAB, iPNDM
     "unipc": lambda: UniPC(order=2),
     "unipc-3": lambda: UniPC(order=3),
@@ -42,33 +52,70 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     # EDM / k-diffusion Euler and Heun (2N - 1 evaluations), Runge-Kutta in the EDM variable
     "euler": EulerEDM,
     "heun": HeunEDM,
-    "rk-midpoint": lambda: RungeKutta(MIDPOINT),
+    # (the midpoint rule in sigma is superconvergent on the Gaussian oracle: Ralston is tested)
+    "rk-ralston": lambda: RungeKutta(RALSTON),
     "rk3": lambda: RungeKutta(RK3),
     "rk4": lambda: RungeKutta(RK4),
     "flow-euler": lambda: RungeKutta(EULER, variable="t"),  # FlowMatchEuler: Euler in t
-    # adaptive DPM-Solver-12 / -23 (uses only the grid's end points; reports its own NFE)
-    "dpm-adaptive": lambda: AdaptiveDPMSolver(order=2),
-    "dpm-adaptive-23": lambda: AdaptiveDPMSolver(order=3),
     # stochastic samplers (need a key; `jaxdist bench --stochastic`)
-    "euler-maruyama": lambda: EulerMaruyama(),
-    "ddpm": lambda: DDPMAncestral(),
+    "euler-maruyama": EulerMaruyama,
+    "ddpm": DDPMAncestral,
     "ddim-eta0.5": lambda: DDIM(eta=0.5),
     "dpm++1-sde": lambda: SDEDPMSolverPP(order=1),
     "dpm++2m-sde": lambda: SDEDPMSolverPP(order=2),
     "dpm++3m-sde": lambda: SDEDPMSolverPP(order=3),
-    "edm-sde": lambda: EDMStochastic(),
+    "edm-sde": EDMStochastic,
     "pc-langevin": lambda: PredictorCorrector(EulerMaruyama(), LangevinCorrector(snr=0.16), 1),
 }
 
+#: adaptive solvers (they choose their own steps: ``jd.sample_adaptive``)
+ADAPTIVE: dict[str, Callable[[], AdaptiveDPMSolver]] = {
+    "dpm-adaptive": lambda: AdaptiveDPMSolver(order=2),
+    "dpm-adaptive-23": lambda: AdaptiveDPMSolver(order=3),
+}
+
+#: other libraries' names -> jaxdist's (k-diffusion / ComfyUI samplers, diffusers schedulers)
+ALIASES: dict[str, str] = {
+    "dpmpp_2m": "dpm++2m", "dpmpp_2s": "dpm++2s", "dpmpp_3m": "dpm++3m",
+    "dpmpp_2m_sde": "dpm++2m-sde", "dpmpp_3m_sde": "dpm++3m-sde", "dpm_2": "dpm-solver-2",
+    "ipndm_v": "ipndm-v", "uni_pc": "unipc", "uni_pc_bh2": "unipc", "uni_pc_bh1": "unipc-bh1",
+    "dpm_adaptive": "dpm-adaptive",
+    "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "DPMSolverMultistepScheduler": "dpm++2m",
+    "UniPCMultistepScheduler": "unipc", "EulerDiscreteScheduler": "euler",
+    "HeunDiscreteScheduler": "heun", "FlowMatchEulerDiscreteScheduler": "flow-euler",
+}
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", str(name).lower())
+
+
+def all_names() -> list[str]:
+    """Every accepted name: jaxdist's (fixed-grid and adaptive) and the aliases."""
+    return sorted(SOLVERS) + sorted(ADAPTIVE) + sorted(ALIASES)
+
+
+def canonical_name(name: str) -> str:
+    """The jaxdist name of ``name`` (a jaxdist name or an alias, case/space/_/- insensitive).
+
+    Raises ``ValueError`` with the closest known names for an unknown one."""
+    table = {_key(n): n for n in list(SOLVERS) + list(ADAPTIVE)}
+    table.update({_key(a): target for a, target in ALIASES.items()})
+    found = table.get(_key(name))
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(_key(name), list(table), n=3, cutoff=0.6)
+    hint = (f"; did you mean {' or '.join(repr(table[c]) for c in close)}?" if close else
+            f"; known: {', '.join(sorted(SOLVERS) + sorted(ADAPTIVE))}")
+    raise ValueError(f"unknown solver {name!r}{hint} ('jaxdist solvers' lists every name)")
+
 
 def register(name: str, factory: Callable[[], Solver]) -> None:
-    """Adds a solver under ``name`` (used by ``jaxdist bench`` and ``jaxdist sample``)."""
+    """Adds a fixed-grid solver under ``name`` (then benchmarked, sampled and contract-tested)."""
     SOLVERS[name] = factory
 
 
-def by_name(name: str) -> Solver:
-    """The solver registered as ``name``; the error lists the known names."""
-    try:
-        return SOLVERS[name]()
-    except KeyError:
-        raise ValueError(f"unknown solver {name!r}; known: {', '.join(sorted(SOLVERS))}") from None
+def by_name(name: str) -> Solver | AdaptiveDPMSolver:
+    """The solver registered as ``name`` (or an alias of it); the error suggests close names."""
+    canonical = canonical_name(name)
+    return (SOLVERS.get(canonical) or ADAPTIVE[canonical])()

@@ -15,16 +15,29 @@ per-step key, :func:`jaxdist.noise.normal_like`) or a noise source such as
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from ..noise import standard_normal
 from ..schedules import expand_to
-from .base import Solver, solver_dataclass
+from .base import Solver, SolverState, solver_dataclass
 from .ddim import DDIM
 
-__all__ = ["EulerMaruyama", "DDPMAncestral"]
+Array = jax.Array
+
+__all__ = ["EulerMaruyama", "DDPMAncestral", "EulerMaruyamaCoefs"]
+
+
+class EulerMaruyamaCoefs(NamedTuple):
+    """``x_next = a x + b eps_hat + c z``."""
+
+    t: Array
+    t_next: Array
+    a: Array
+    b: Array
+    c: Array
 
 
 @solver_dataclass
@@ -36,30 +49,39 @@ class EulerMaruyama(Solver):
     """
 
     noise: Any = None
-    stochastic: ClassVar[bool] = True
-    strong_order: ClassVar[float] = 1.0
-    weak_order: ClassVar[float] = 1.0
 
     @property
     def order(self) -> int:
         return 1
 
+    @property
+    def stochastic(self) -> bool:
+        return True
+
+    @property
+    def strong_order(self) -> float:
+        return 1.0
+
+    @property
+    def weak_order(self) -> float:
+        return 1.0
+
     def coefficients(self, schedule, grid):
         t, t_next = grid[:-1], grid[1:]
         h = t - t_next
         g2 = schedule.g2(t)
-        return {"t": t, "t_next": t_next, "a": 1.0 - h * schedule.f(t),
-                "b": -h * g2 / schedule.sigma(t), "c": jnp.sqrt(g2 * h)}
+        return EulerMaruyamaCoefs(t, t_next, 1.0 - h * schedule.f(t), -h * g2 / schedule.sigma(t),
+                                  jnp.sqrt(g2 * h))
 
-    def init(self, x, ms):
-        return x, ms
+    def init(self, x, model_state):
+        return SolverState(x, model_state)
 
-    def step(self, model, state, coef, key):
+    def step(self, model, state, coefs, key):
         x, ms = state
-        _, eps, ms = model(x, coef["t"], ms)
-        z = standard_normal(self.noise, key, x, coef["t"], coef["t_next"])
-        a, b, c = (expand_to(coef[k], x).astype(x.dtype) for k in ("a", "b", "c"))
-        return a * x + b * eps + c * z, ms
+        _, eps, ms = model(x, coefs.t, ms)
+        z = standard_normal(self.noise, key, x, coefs.t, coefs.t_next)
+        a, b, c = (expand_to(v, x).astype(x.dtype) for v in (coefs.a, coefs.b, coefs.c))
+        return SolverState(a * x + b * eps + c * z, ms)
 
 
 @solver_dataclass

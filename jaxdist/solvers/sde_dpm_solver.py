@@ -17,60 +17,86 @@ with ``D_0 = x0_hat(x_t, t)`` and ``r_j = h_{-j} / h`` the ratios of previous st
 
 ``eta = 1`` discretises the reverse diffusion SDE (order 1 equals DDPM ancestral sampling);
 ``eta = 0`` is the deterministic DPM-Solver++. Warm-up steps use lower orders and, with
-``lower_order_final``, so do the last ones. The noise is additive and enters through one
-Gaussian per step, which limits the strong order to 1.
+``lower_order_final``, so do the last ones; ``lower_order_final=False`` is k-diffusion's pattern
+(order 3 until the final denoising step). A step to ``t = 0`` is first order and returns
+``alpha_0 x0_hat`` exactly (no noise). The noise is additive and enters through one Gaussian per
+step, which limits the strong order to 1.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from ..noise import standard_normal
 from ..schedules import expand_to
-from .base import LinearMultistep, _check_order, half_log_snr, multistep_orders, solver_dataclass
+from .base import LinearMultistep, MultistepState, solver_dataclass
+from .primitives import boundary_bound, check_order, half_log_snr, multistep_orders
 
-__all__ = ["SDEDPMSolverPP"]
+Array = jax.Array
+
+__all__ = ["SDEDPMSolverPP", "SDEMultistepCoefs"]
+
+
+class SDEMultistepCoefs(NamedTuple):
+    """``x_next = a x + b . history + noise_scale z``."""
+
+    t: Array
+    t_next: Array
+    a: Array
+    b: Array
+    noise_scale: Array
 
 
 @solver_dataclass
 class SDEDPMSolverPP(LinearMultistep):
     """SDE-DPM-Solver++ of ``order`` 1, 2 (2M) or 3 (3M); see the module docstring.
 
-    Attributes:
-      order: 1, 2 or 3 (multistep).
+    Attributes (``order=`` sets ``solver_order``):
+      solver_order: 1, 2 or 3 (multistep).
       eta: noise level, 1 = reverse SDE, 0 = probability-flow ODE.
       solver_type: ``"midpoint"`` or ``"heun"`` second-order term (order 2 only).
       lower_order_final: use orders ``.., 2, 1`` on the last steps.
       noise: optional noise source (e.g. ``jd.noise.BrownianPath``).
+
+    ``order`` (the weak order when ``eta > 0``): 1 for order 1; 2 for 2M and 3M (the
+    first-order warm-up step bounds 3M by 2; measured on Gaussian data by exact moment
+    recursions). Strong order 1.
     """
 
-    order: int = 2  # type: ignore[assignment]
+    solver_order: int = 2
     eta: float = 1.0
     solver_type: str = "midpoint"
     lower_order_final: bool = True
     noise: Any = None
-    space: ClassVar[str] = "x0"
-    strong_order: ClassVar[float] = 1.0
-
-    @property
-    def weak_order(self) -> float:
-        """1 for order 1; 2 for 2M and 3M (measured on Gaussian data by the exact moment
-        recursions; the first-order warm-up and final steps keep 3M at 2)."""
-        return 1.0 if self.order == 1 else 2.0
+    space = "x0"
 
     def __post_init__(self):
-        _check_order("SDEDPMSolverPP", self.order, (1, 2, 3))
+        check_order("SDEDPMSolverPP", self.solver_order, (1, 2, 3))
         if self.solver_type not in ("midpoint", "heun"):
             raise ValueError(f"SDEDPMSolverPP: solver_type={self.solver_type!r} must be "
                              "'midpoint' or 'heun'.")
-        if self.eta < 0:
+        if not self.eta >= 0:
             raise ValueError(f"SDEDPMSolverPP: eta={self.eta} must be >= 0.")
 
     @property
-    def stochastic(self) -> bool:  # type: ignore[override]
+    def order(self) -> int:
+        orders = multistep_orders(16, self.solver_order, self.lower_order_final)
+        return boundary_bound(self.solver_order, [int(o) for o in orders if o < self.solver_order])
+
+    @property
+    def stochastic(self) -> bool:
         return self.eta > 0
+
+    @property
+    def strong_order(self) -> float | None:
+        return 1.0 if self.stochastic else None
+
+    @property
+    def weak_order(self) -> float | None:
+        return float(self.order) if self.stochastic else None
 
     def weights(self, schedule, grid):
         t, s = grid[:-1], grid[1:]
@@ -78,35 +104,38 @@ class SDEDPMSolverPP(LinearMultistep):
         lam = half_log_snr(schedule, grid)
         h = lam[1:] - lam[:-1]
         he = (1.0 + self.eta) * h
+        final = (s == 0)[:, None]
         alpha_s = schedule.alpha(s)[:, None]
         a = schedule.sigma(s) / schedule.sigma(t) * jnp.exp(-self.eta * h)
         h_prev = jnp.concatenate([h[:1], h[:-1]])
         h_prev2 = jnp.concatenate([h[:2], h[:-2]])[:n]
         r0, r1 = (h_prev / h)[:, None], (h_prev2 / h)[:, None]
-        phi1 = -jnp.expm1(-he)[:, None]
+        # a step to t = 0 returns alpha_0 x0_hat exactly (the clipped h would leave e^{-h_eta})
+        phi1 = jnp.where(final, 1.0, -jnp.expm1(-he)[:, None])
         phi2 = 1.0 - phi1 / he[:, None]
         phi3 = phi2 / he[:, None] - 0.5
         e = jnp.eye(3, dtype=h.dtype)
         b1 = alpha_s * phi1 * e[0]
-        c2 = 0.5 * phi1 if (self.order == 2 and self.solver_type == "midpoint") else phi2
+        c2 = 0.5 * phi1 if (self.solver_order == 2 and self.solver_type == "midpoint") else phi2
         b2 = b1 + alpha_s * c2 * (e[0] - e[1]) / r0
         d1_0, d1_1 = (e[0] - e[1]) / r0, (e[1] - e[2]) / r1
         d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
         d2 = (d1_0 - d1_1) / (r0 + r1)
         b3 = b1 + alpha_s * (phi2 * d1 - phi3 * d2)
-        orders = jnp.asarray(multistep_orders(n, self.order, self.lower_order_final))[:, None]
+        orders = jnp.asarray(multistep_orders(n, self.solver_order, self.lower_order_final))[:, None]
+        orders = jnp.where(final, 1, orders)
         b = jnp.where(orders == 1, b1, jnp.where(orders == 2, b2, b3))
-        return a, b[:, :self.order]
+        return a, b[:, :self.solver_order]
 
     def coefficients(self, schedule, grid):
-        coef = super().coefficients(schedule, grid)
+        a, b = self.weights(schedule, grid)
         h = half_log_snr(schedule, grid[1:]) - half_log_snr(schedule, grid[:-1])
-        coef["c"] = schedule.sigma(grid[1:]) * jnp.sqrt(-jnp.expm1(-2.0 * self.eta * h))
-        return coef
+        noise_scale = schedule.sigma(grid[1:]) * jnp.sqrt(-jnp.expm1(-2.0 * self.eta * h))
+        return SDEMultistepCoefs(grid[:-1], grid[1:], a, b, noise_scale)
 
-    def step(self, model, state, coef, key):
-        x, hist, ms = super().step(model, state, coef, key)
+    def step(self, model, state, coefs, key):
+        x, hist, ms = super().step(model, state, coefs, key)
         if self.eta > 0:
-            z = standard_normal(self.noise, key, x, coef["t"], coef["t_next"])
-            x = x + expand_to(coef["c"], x).astype(x.dtype) * z
-        return x, hist, ms
+            z = standard_normal(self.noise, key, x, coefs.t, coefs.t_next)
+            x = x + expand_to(coefs.noise_scale, x).astype(x.dtype) * z
+        return MultistepState(x, hist, ms)

@@ -18,8 +18,14 @@ where ``x~_t`` is the exact first-order (DDIM) step from ``x_s``, ``A_t = alpha_
 
 Implementation: the step at ``t_i`` evaluates the model at the predicted ``x_i``, applies UniC of
 the previous interval (``x_i += sum_j c_j m_{i-j}``, a weight table that is "corrector minus
-predictor"), then UniP to ``t_{i+1}``. All weights are per-step arrays computed once from the
-grid; a step is two ``tensordot``s. There is no corrector after the last step.
+predictor"), then UniP to ``t_{i+1}``. Both are linear in the history, so they are merged into
+one :class:`~jaxdist.solvers.base.LinearMultistep` table (``b + a c``): a step is one
+``tensordot``. There is no corrector after the last step.
+
+Global order (``solver.order``): the steps have order of accuracy ``order + 1`` (with the
+corrector); the first-order warm-up step keeps that (UniP-1 + UniC-1 is second order), but the
+last step is not corrected, so ``lower_order_final`` (a first-order last step) bounds the global
+order by 2, and without it the order is ``order + 1`` for ``order <= 2``, 3 for ``order = 3``.
 """
 
 from __future__ import annotations
@@ -30,33 +36,14 @@ import jax
 import jax.numpy as jnp
 
 from ..schedules import Schedule
-from .base import (LinearMultistep, _check_order, half_log_snr, multistep_orders,
-                   solver_dataclass)
-from .dpm_solver import _first_order
+from .base import LinearMultistep, solver_dataclass
+from .primitives import (boundary_bound, check_noise_start, check_order,
+                         first_order_coefficients, half_log_snr, multistep_orders,
+                         phi_functions, select_by_order)
 
 Array = jax.Array
 
-__all__ = ["UniPC", "phi_functions", "unipc_tables"]
-
-_SERIES_TERMS = 16
-
-
-def phi_functions(z: Array, k_max: int) -> list[Array]:
-    """``[phi_1(z), .., phi_kmax(z)]``: ``phi_1 = expm1(z)/z``, ``phi_(k+1) = (phi_k - 1/k!)/z``.
-
-    The recursion cancels catastrophically for small ``|z|``; there the Taylor series
-    ``phi_k(z) = sum_j z^j / (j + k)!`` is used instead (``|z| < 1``, 16 terms).
-    """
-    small = jnp.abs(z) < 1.0
-    zs = jnp.where(small, z, 1.0)  # keeps both branches finite
-    zl = jnp.where(small, 1.0, z)
-    out = []
-    rec = jnp.expm1(zl) / zl
-    for k in range(1, k_max + 1):
-        series = sum(zs**j / float(math.factorial(j + k)) for j in range(_SERIES_TERMS))
-        out.append(jnp.where(small, series, rec))
-        rec = (rec - 1.0 / math.factorial(k)) / zl
-    return out
+__all__ = ["UniPC", "unipc_tables"]
 
 
 def unipc_tables(schedule: Schedule, grid: Array, order: int, prediction: str = "x0",
@@ -78,7 +65,7 @@ def unipc_tables(schedule: Schedule, grid: Array, order: int, prediction: str = 
     lam_ext = jnp.concatenate([lam[0] - h[0] * jnp.arange(3, 0, -1, dtype=h.dtype), lam[:-1]])
     # r[:, k-1] = (lambda_{i-k} - lambda_i) / h_i, k = 1, 2 (negative: past points)
     r = jnp.stack([(lam_ext[3 - k: 3 - k + n] - lam[:-1]) / h for k in (1, 2)], 1)
-    ratio, c1 = _first_order(prediction, schedule, s, t)
+    ratio, c1 = first_order_coefficients(prediction, schedule, s, t)
     hh = -h if prediction == "x0" else h
     big_a = schedule.alpha(t) if prediction == "x0" else schedule.sigma(t)
     b_h = hh if variant == "bh1" else jnp.expm1(hh)
@@ -110,27 +97,12 @@ def unipc_tables(schedule: Schedule, grid: Array, order: int, prediction: str = 
     return ratio, pred, corr
 
 
-def select_by_order(orders: Array, tables: list[Array], width: int) -> Array:
-    """Row ``i`` of ``tables[orders[i] - 1]`` (each ``[n, k]``, zero-padded to ``width``)."""
-    padded = [jnp.pad(tab, ((0, 0), (0, width - tab.shape[1]))) for tab in tables]
-    out = padded[0]
-    for k, tab in enumerate(padded[1:], start=2):
-        out = jnp.where((orders == k)[:, None], tab, out)
-    return out
-
-
-def final_first_order(orders, grid: Array) -> Array:
-    """Per-step orders with the step to ``t = 0`` (if any) forced to first order."""
-    return jnp.where(grid[1:] == 0, 1, jnp.asarray(orders))
-
-
 @solver_dataclass
 class UniPC(LinearMultistep):
     """UniPC multistep sampler: UniP-``order`` predictor plus (``corrector=True``) UniC.
 
-    Args (dataclass fields):
-      order: 1, 2 or 3 (diffusers' ``solver_order``); with the corrector the method has order
-        of accuracy ``order + 1`` (Zhao et al. 2023). Warm-up uses orders ``1, 2, ..``.
+    Args (dataclass fields; ``order=`` sets ``solver_order``):
+      solver_order: 1, 2 or 3 (diffusers' ``solver_order``). Warm-up uses orders ``1, 2, ..``.
       variant: ``"bh1"`` (``B(h) = h``) or ``"bh2"`` (``B(h) = expm1(h)``; diffusers' default).
       prediction: ``"x0"`` (data prediction, diffusers' ``predict_x0=True``) or ``"eps"``.
       corrector: apply UniC (free: it reuses the next model evaluation); never after the last step.
@@ -138,83 +110,70 @@ class UniPC(LinearMultistep):
         reference and diffusers). Its final first-order step bounds the global order by 2.
       rho: ``"reference"`` (``rho = 1/2`` for UniP-2 / UniC-1, as the reference and diffusers)
         or ``"solve"`` (solve every Vandermonde system; then ``bh1`` and ``bh2`` coincide).
+      disable_corrector: indices ``d`` of steps whose result is not corrected (the UniC at
+        step ``d + 1`` is skipped), as diffusers' ``disable_corrector`` (static; empty default).
 
-    NFE = number of steps. A step to ``t = 0`` is first order and returns ``alpha_0 x0_hat``.
+    ``order``: the global convergence order (module docstring). NFE = number of steps. A step to
+    ``t = 0`` is first order and returns ``alpha_0 x0_hat``.
     """
 
-    order: int = 2
+    solver_order: int = 2
     variant: str = "bh2"
     prediction: str = "x0"
     corrector: bool = True
     lower_order_final: bool = True
     rho: str = "reference"
+    disable_corrector: tuple[int, ...] = ()
 
     def __post_init__(self):
-        _check_order("UniPC", self.order, (1, 2, 3))
+        check_order("UniPC", self.solver_order, (1, 2, 3))
         if self.variant not in ("bh1", "bh2"):
             raise ValueError(f"UniPC: variant={self.variant!r}; use 'bh1' or 'bh2'.")
         if self.prediction not in ("x0", "eps"):
             raise ValueError(f"UniPC: prediction={self.prediction!r}; use 'x0' or 'eps'.")
         if self.rho not in ("reference", "solve"):
             raise ValueError(f"UniPC: rho={self.rho!r}; use 'reference' or 'solve'.")
+        object.__setattr__(self, "disable_corrector", tuple(int(i) for i in self.disable_corrector))
 
     @property
-    def space(self) -> str:  # type: ignore[override]
+    def space(self) -> str:
         return self.prediction
 
     @property
     def history(self) -> int:
-        return self.order + (1 if self.corrector else 0)
+        return self.solver_order + (1 if self.corrector else 0)
 
     @property
-    def convergence_order(self) -> int:
-        """Order of accuracy of the steps: ``order + 1`` with the corrector."""
-        return self.order + (1 if self.corrector else 0)
+    def order(self) -> int:
+        p, corr = self.solver_order, int(self.corrector)
+        orders = multistep_orders(16, p, self.lower_order_final)
+        boundary = [int(o) + corr for o in orders[:-1] if o + corr < p + corr] + [int(orders[-1])]
+        return boundary_bound(p + corr, boundary)
 
     def validate(self, schedule, grid):
-        validate_noise_start(type(self).__name__, self.prediction, schedule, grid)
+        check_noise_start(type(self).__name__, self.prediction, schedule, grid)
 
-    def weights(self, schedule, grid):
-        return self._tables(schedule, grid)[:2]
-
-    def _tables(self, schedule, grid):
+    def predictor_corrector(self, schedule, grid) -> tuple[Array, Array, Array]:
+        """Unmerged tables: ``ratio [n]``, UniP weights ``pred [n, K]`` on ``m_i, m_{i-1}, ..``
+        and ``corr [n, K]``, the UniC of interval ``i - 1`` applied at the start of step ``i``
+        (zero at step 0 and without the corrector)."""
         n = grid.shape[0] - 1
-        orders = final_first_order(multistep_orders(n, self.order, self.lower_order_final), grid)
+        orders = jnp.where(grid[1:] == 0, 1,
+                           jnp.asarray(multistep_orders(n, self.solver_order, self.lower_order_final)))
         tabs = [unipc_tables(schedule, grid, k, self.prediction, self.variant, self.rho)
-                for k in range(1, self.order + 1)]
+                for k in range(1, self.solver_order + 1)]
         width = self.history
         b = select_by_order(orders, [tb[1] for tb in tabs], width)
-        corr = select_by_order(orders, [tb[2] for tb in tabs], self.order + 1)[:, :width]
-        # UniC of interval i-1 is applied at the start of step i (none before the first step).
+        corr = select_by_order(orders, [tb[2] for tb in tabs], self.solver_order + 1)[:, :width]
         corr = jnp.concatenate([jnp.zeros_like(corr[:1]), corr[:-1]])
+        skip = [d + 1 for d in self.disable_corrector if 0 <= d + 1 < n]
+        if skip:
+            corr = corr.at[jnp.asarray(skip)].set(0.0)
         if not self.corrector:
             corr = jnp.zeros_like(corr)
         return tabs[0][0], b, corr
 
-    def coefficients(self, schedule, grid):
-        a, b, corr = self._tables(schedule, grid)
-        return {"t": grid[:-1], "t_next": grid[1:], "a": a, "b": b, "corr": corr}
-
-    def step(self, model, state, coef, key):
-        x, hist, ms = state
-        x0, eps, ms = model(x, coef["t"], ms)
-        d = x0 if self.prediction == "x0" else eps
-        hist = jnp.concatenate([d[None].astype(hist.dtype), hist[:-1]])
-        x = x + jnp.tensordot(coef["corr"].astype(x.dtype), hist, 1)  # UniC (zero at step 0)
-        x_next = coef["a"].astype(x.dtype) * x + jnp.tensordot(coef["b"].astype(x.dtype), hist, 1)
-        return x_next, hist, ms
-
-
-def validate_noise_start(name: str, prediction: str, schedule: Schedule, grid) -> None:
-    """Noise-prediction exponential integrators divide by ``alpha_s``: refuses a grid starting
-    where ``alpha = 0``."""
-    if prediction != "eps":
-        return
-    try:
-        a0 = float(schedule.alpha(jnp.asarray(grid)[0]))
-    except (jax.errors.TracerArrayConversionError, jax.errors.ConcretizationTypeError):
-        return
-    if a0 == 0.0:
-        raise ValueError(f"{name} (noise prediction) cannot start where alpha = 0 "
-                         f"(grid[0]={float(jnp.asarray(grid)[0])}); start the grid below t_max "
-                         "(e.g. 0.999 for RectifiedFlow) or use data prediction.")
+    def weights(self, schedule, grid):
+        ratio, b, corr = self.predictor_corrector(schedule, grid)
+        # x_next = ratio (x + corr . m) + b . m: one table
+        return ratio, b + ratio[:, None] * corr

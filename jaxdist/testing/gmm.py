@@ -8,6 +8,11 @@ component weights ``w_k(x) ∝ pi_k N(x; alpha mu_k, v_k)``:
 * ``eps_hat = sum_k w_k sigma (x - alpha mu_k) / v_k``,
 * ``score = -sum_k w_k (x - alpha mu_k) / v_k``.
 
+Times are the schedule's own times ``t`` in ``[0, t_max]`` (concrete times outside that range are an
+error). A network wrapped in ``jd.Denoiser`` is called with ``schedule.model_time(t)`` instead
+(for ``VPDiscrete`` the index ``N t - 1``): an oracle standing in for such a network takes
+``time="model"``.
+
 For one component the probability-flow ODE is solved in closed form,
 ``x_t = alpha_t mu + sqrt(v_t / v_s) (x_s - alpha_s mu)``; for a mixture ``ode_solution`` is an
 adaptive 8th-order solve (diffrax ``Dopri8``) of ``dx/dt = f x - g^2/2 score`` at tight tolerances.
@@ -17,13 +22,39 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..denoiser import BaseDenoiser
 from ..schedules import Schedule
 
 Array = jax.Array
 
-__all__ = ["GaussianMixture", "ExactDenoiser"]
+__all__ = ["GaussianMixture", "ExactDenoiser", "builtin_mixture", "TIMES"]
+
+#: what the ``t`` given to the oracle's predictions means: the schedule's time, or what a network
+#: inside ``jd.Denoiser`` receives (``schedule.model_time(t)``)
+TIMES = ("schedule", "model")
+
+
+def _schedule_time(schedule: Schedule, t, time: str):
+    """``t`` as a schedule time, checked against ``[0, t_max]`` when concrete."""
+    if time not in TIMES:
+        raise ValueError(f"time={time!r} must be one of {TIMES}.")
+    if time == "model":
+        t = schedule.t_from_model_time(t)
+    if isinstance(t, jax.core.Tracer):
+        return t
+    values = np.asarray(t, dtype=np.float64)
+    hi = float(schedule.t_max)
+    if values.size and (np.any(values < 0) or np.any(values > hi * (1 + 1e-5) + 1e-12)):
+        bad = values[(values < 0) | (values > hi * (1 + 1e-5) + 1e-12)].ravel()[0]
+        hint = ""
+        if time == "schedule" and float(schedule.model_time(hi)) != hi:
+            hint = (f"; a network inside jd.Denoiser receives schedule.model_time(t) "
+                    f"(here up to {float(schedule.model_time(hi)):g}): pass time='model'")
+        raise ValueError(f"t={bad:g} is outside the time range [0, {hi:g}] of "
+                         f"{type(schedule).__name__}{hint}.")
+    return t
 
 
 class GaussianMixture:
@@ -97,16 +128,25 @@ class GaussianMixture:
         *_, logp = self._posterior(sched, x, t if schedule is not None else 0.0)
         return jax.nn.logsumexp(logp, axis=-1)
 
-    def predictions(self, schedule: Schedule, x: Array, t) -> tuple[Array, Array]:
-        """Exact ``(x0_hat, eps_hat)`` at ``x [..., D]`` and time ``t`` (scalar or ``[batch]``)."""
+    def predictions(self, schedule: Schedule, x: Array, t, *,
+                    time: str = "schedule") -> tuple[Array, Array]:
+        """Exact ``(x0_hat, eps_hat)`` at ``x [..., D]`` and time ``t`` (scalar or ``[batch]``).
+
+        ``time="schedule"``: ``t`` is the schedule's time in ``[0, t_max]``; ``time="model"``:
+        ``t`` is what ``jd.Denoiser`` passes to a network, ``schedule.model_time(t)`` (use it
+        when the oracle plays the network: ``jd.Denoiser(lambda x, m: gmm.predictions(schedule,
+        x, m, time="model")[1], schedule, "eps")``).
+        """
+        t = _schedule_time(schedule, t, time)
         w, r, v, a, s, _ = self._posterior(schedule, x, t)
         w = w[..., None]
         x0 = jnp.sum(w * (self.means + a * self.variances / v * r), -2)
         eps = jnp.sum(w * s * r / v, -2)
         return x0, eps
 
-    def score(self, schedule: Schedule, x: Array, t) -> Array:
-        """Exact ``grad_x log p_t(x)``."""
+    def score(self, schedule: Schedule, x: Array, t, *, time: str = "schedule") -> Array:
+        """Exact ``grad_x log p_t(x)`` (``time`` as in :meth:`predictions`)."""
+        t = _schedule_time(schedule, t, time)
         w, r, v, *_ = self._posterior(schedule, x, t)
         return -jnp.sum(w[..., None] * r / v, -2)
 
@@ -163,3 +203,16 @@ class ExactDenoiser(BaseDenoiser):
         return self.mixture.predictions(self.schedule, x, t)
 
 
+
+
+def builtin_mixture(dim: int = 2) -> GaussianMixture:
+    """Eight well-separated, anisotropic Gaussians on a ring of radius 2 (in the first two
+    coordinates): the problem of ``jaxdist bench`` and the ``gmm`` data set."""
+    k = 8
+    angles = 2 * np.pi * np.arange(k) / k
+    means = np.zeros((k, dim))
+    means[:, 0], means[:, 1] = 2.0 * np.cos(angles), 2.0 * np.sin(angles)
+    variances = np.full((k, dim), 0.04)
+    variances[::2, 0] = 0.12
+    weights = np.linspace(1.0, 2.0, k)
+    return GaussianMixture(weights, means, variances)

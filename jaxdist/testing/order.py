@@ -7,6 +7,7 @@ test their own samplers the same way.
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, NamedTuple, Sequence
 
 import jax
@@ -39,6 +40,17 @@ def empirical_order(step_counts: Sequence[int], errors: Sequence[float], *,
     return float(slope)
 
 
+def _warn_if_low_precision(**arrays) -> None:
+    low = {name: jnp.result_type(a) for name, a in arrays.items()
+           if jnp.result_type(a).itemsize < 8}
+    if low:
+        found = ", ".join(f"{name} is {dtype}" for name, dtype in low.items())
+        warnings.warn(f"measure_order runs in low precision ({found}): round-off limits the "
+                      "measured order (DPM++ 2M measured 1.30 in float32, 2.20 in float64). Enable "
+                      "float64 with jax.config.update('jax_enable_x64', True) and build x_T then.",
+                      UserWarning, stacklevel=3)
+
+
 class OrderResult(NamedTuple):
     order: float
     step_counts: tuple[int, ...]
@@ -50,12 +62,19 @@ def measure_order(solver, denoiser, x_T: Array, step_counts: Sequence[int],
                   grid_fn: Callable[[int], Array], exact: Callable[[Array], Array], *,
                   last: int | None = None, floor: float = 1e-13) -> OrderResult:
     """Runs ``jd.sample(solver, denoiser, x_T, grid_fn(n))`` for each ``n`` in ``step_counts``
-    and fits the order of ``max |x - exact(grid)|``."""
+    and fits the order of ``max |x - exact(grid)|``.
+
+    Run it in float64 (``jax.config.update("jax_enable_x64", True)`` before building ``x_T``):
+    in float32 round-off flattens the error curve (DPM-Solver++(2M) measured 1.30 in float32
+    against 2.20 in float64), so a float32 ``x_T`` or grid gives a ``UserWarning``.
+    """
     from ..sample import sample
 
     errors, nfes = [], []
     for n in step_counts:
         grid = grid_fn(int(n))
+        if not errors:
+            _warn_if_low_precision(x_T=x_T, grid=grid)
         res = sample(solver, denoiser, x_T, grid)
         errors.append(float(jnp.max(jnp.abs(res.x - exact(grid)))))
         nfes.append(int(res.nfe))

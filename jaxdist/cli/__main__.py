@@ -1,0 +1,7 @@
+"""``python -m jaxdist.cli``: the ``jaxdist`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
