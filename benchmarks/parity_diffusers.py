@@ -1,0 +1,261 @@
+"""Golden full-loop results of diffusers' own scheduler tests for
+``tests/solvers/test_parity_golden.py``: ``tests/golden/parity_diffusers.json``.
+
+Runs in a torch environment with diffusers 0.42.1 and jaxdist installed (the ``bench`` extra):
+
+    python benchmarks/parity_diffusers.py          # ~1 min on 2 CPU cores
+
+Each case is a full loop of diffusers' ``tests/schedulers/test_scheduler_*.py`` (their
+``get_scheduler_config`` plus the test's options, ``num_inference_steps``, and ``t_start`` for
+``test_full_loop_with_noise``), on their ``dummy_sample_deter`` with ``model(x, t) = x t / (t + 1)``
+(``jaxdist.testing.scheduler_tests``, the same values in NumPy). diffusers runs in float64: the
+scheduler's ``betas`` / ``alphas_cumprod`` (and DPM's ``alpha_t`` / ``sigma_t`` / ``lambda_t``)
+are recomputed in float64 before ``set_timesteps`` (``parity_grids.float64_schedule``), the
+sample is float64; ``stock`` is the shipped float32 run, for reference. Euler-type schedulers run
+diffusers' plain loop (``model(scale_model_input(x, t), t)``); diffusers' tests write the scaled
+input back into the sample, which no ODE sampler reproduces.
+
+Stored per case: the config, ``sum_abs`` / ``mean_abs`` of the final sample and ``slice`` (every
+32nd value, 24 numbers; the dummy model is linear, so a slice sees every factor). Then jaxdist
+runs each case (``jaxdist.testing.scheduler_tests.full_loop`` in float64) and the table prints
+the relative error; ``expressible: false`` rows raise in ``from_diffusers_scheduler`` with the
+reason (stored as ``reason``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from parity_grids import float64_schedule, rounded  # noqa: E402
+
+OUT = Path(__file__).resolve().parents[1] / "tests" / "golden" / "parity_diffusers.json"
+LINEAR = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
+          "beta_schedule": "linear"}
+# get_scheduler_config of each test file
+DPM_MULTI = dict(LINEAR, _class_name="DPMSolverMultistepScheduler", solver_order=2,
+                 prediction_type="epsilon", thresholding=False, sample_max_value=1.0,
+                 algorithm_type="dpmsolver++", solver_type="midpoint", lower_order_final=False,
+                 euler_at_final=False, lambda_min_clipped=-float("inf"), variance_type=None,
+                 final_sigmas_type="sigma_min")
+DPM_SINGLE = dict(LINEAR, _class_name="DPMSolverSinglestepScheduler", solver_order=2,
+                  prediction_type="epsilon", thresholding=False, sample_max_value=1.0,
+                  algorithm_type="dpmsolver++", solver_type="midpoint",
+                  lambda_min_clipped=-float("inf"), variance_type=None,
+                  final_sigmas_type="sigma_min")
+UNIPC = dict(LINEAR, _class_name="UniPCMultistepScheduler", solver_order=2, solver_type="bh2",
+             final_sigmas_type="sigma_min")
+DEIS = dict(LINEAR, _class_name="DEISMultistepScheduler", solver_order=2)
+DDIM = dict(LINEAR, _class_name="DDIMScheduler", clip_sample=True)
+EULER = dict(LINEAR, _class_name="EulerDiscreteScheduler", num_train_timesteps=1100)
+HEUN = dict(LINEAR, _class_name="HeunDiscreteScheduler", num_train_timesteps=1100)
+FLOW = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000}
+
+
+def cases() -> list[dict]:
+    """(name, test, config, n_steps, t_start)."""
+    out = []
+
+    def add(name, test, base, n=10, t_start=0, **options):
+        out.append({"name": name, "test": test, "config": dict(base, **options), "n_steps": n,
+                    "t_start": t_start})
+
+    # test_scheduler_dpm_multi.py
+    add("dpm_multi", "test_full_loop_no_noise", DPM_MULTI)
+    add("dpm_multi_noise", "test_full_loop_with_noise", DPM_MULTI, t_start=5)
+    add("dpm_multi_thres", "test_full_loop_no_noise_thres", DPM_MULTI, thresholding=True,
+        dynamic_thresholding_ratio=0.87, sample_max_value=0.5)
+    add("dpm_multi_v", "test_full_loop_with_v_prediction", DPM_MULTI,
+        prediction_type="v_prediction")
+    add("dpm_multi_karras_v", "test_full_loop_with_karras_and_v_prediction", DPM_MULTI,
+        prediction_type="v_prediction", use_karras_sigmas=True)
+    add("dpm_multi_lu_v", "test_full_loop_with_lu_and_v_prediction", DPM_MULTI,
+        prediction_type="v_prediction", use_lu_lambdas=True)
+    for order in (1, 2, 3):
+        for algo in ("dpmsolver", "dpmsolver++"):
+            for stype in ("midpoint", "heun"):
+                add(f"dpm_multi_{algo}_o{order}_{stype}", "test_solver_order_and_type", DPM_MULTI,
+                    solver_order=order, algorithm_type=algo, solver_type=stype)
+    add("dpm_multi_lower_order_final", "test_lower_order_final", DPM_MULTI, solver_order=3,
+        lower_order_final=True)
+    add("dpm_multi_euler_at_final", "test_euler_at_final (options)", DPM_MULTI,
+        euler_at_final=True)
+    add("dpm_multi_final_zero", "test_final_sigmas_type (options)", DPM_MULTI,
+        final_sigmas_type="zero")
+    add("dpm_multi_lambda_min_clipped", "(options)", DPM_MULTI, lambda_min_clipped=-5.1,
+        beta_schedule="squaredcos_cap_v2")
+    add("dpm_multi_learned_range", "(options)", DPM_MULTI, variance_type="learned_range")
+    add("dpm_multi_beta_sigmas", "(options)", DPM_MULTI, use_beta_sigmas=True)
+    add("dpm_multi_exponential_sigmas", "(options)", DPM_MULTI, use_exponential_sigmas=True)
+    add("dpm_multi_flow_sigmas", "(options)", DPM_MULTI, use_flow_sigmas=True, flow_shift=3.0,
+        prediction_type="flow_prediction")
+    add("dpm_multi_sample", "test_prediction_type (options)", DPM_MULTI,
+        prediction_type="sample")
+    # test_scheduler_dpm_single.py
+    add("dpm_single", "test_full_loop_no_noise", DPM_SINGLE)
+    add("dpm_single_karras", "test_full_loop_with_karras", DPM_SINGLE, use_karras_sigmas=True)
+    add("dpm_single_v", "test_full_loop_with_v_prediction", DPM_SINGLE,
+        prediction_type="v_prediction")
+    add("dpm_single_karras_v", "test_full_loop_with_karras_and_v_prediction", DPM_SINGLE,
+        prediction_type="v_prediction", use_karras_sigmas=True)
+    add("dpm_single_noise", "test_full_loop_with_noise", DPM_SINGLE, t_start=5)
+    add("dpm_single_o3", "test_solver_order_and_type", DPM_SINGLE, solver_order=3)
+    add("dpm_single_o3_n12", "(options)", DPM_SINGLE, n=12, solver_order=3)
+    # test_scheduler_unipc.py
+    add("unipc", "test_full_loop_no_noise", UNIPC)
+    add("unipc_karras", "test_full_loop_with_karras", UNIPC, use_karras_sigmas=True)
+    add("unipc_v", "test_full_loop_with_v_prediction", UNIPC, prediction_type="v_prediction")
+    add("unipc_karras_v", "test_full_loop_with_karras_and_v_prediction", UNIPC,
+        prediction_type="v_prediction", use_karras_sigmas=True)
+    add("unipc_noise", "test_full_loop_with_noise", UNIPC, t_start=8)
+    for order in (1, 2, 3):
+        for stype in ("bh1", "bh2"):
+            add(f"unipc_o{order}_{stype}", "test_solver_order_and_type", UNIPC,
+                solver_order=order, solver_type=stype)
+    add("unipc_disable_corrector", "(options)", UNIPC, disable_corrector=[0, 3])
+    # test_scheduler_deis.py
+    add("deis", "test_full_loop_no_noise", DEIS)
+    add("deis_v", "test_full_loop_with_v_prediction", DEIS, prediction_type="v_prediction")
+    add("deis_noise", "test_full_loop_with_noise", DEIS, t_start=8)
+    add("deis_o3", "test_solver_order_and_type", DEIS, solver_order=3)
+    # test_scheduler_ddim.py
+    add("ddim", "test_full_loop_no_noise", DDIM)
+    add("ddim_v", "test_full_loop_with_v_prediction", DDIM, prediction_type="v_prediction")
+    add("ddim_alpha_one", "test_full_loop_with_set_alpha_to_one", DDIM, set_alpha_to_one=True,
+        beta_start=0.01)
+    add("ddim_no_alpha_one", "test_full_loop_with_no_set_alpha_to_one", DDIM,
+        set_alpha_to_one=False, beta_start=0.01)
+    add("ddim_noise", "test_full_loop_with_noise", DDIM, t_start=8)
+    add("ddim_leading_offset1", "(options)", DDIM, clip_sample=False, set_alpha_to_one=False,
+        timestep_spacing="leading", steps_offset=1)
+    # test_scheduler_euler.py / test_scheduler_heun.py (plain loop, see the module docstring)
+    for short, base in (("euler", EULER), ("heun", HEUN)):
+        add(short, "test_full_loop_no_noise", base)
+        add(f"{short}_v", "test_full_loop_with_v_prediction", base,
+            prediction_type="v_prediction")
+        add(f"{short}_karras", "test_full_loop_device_karras_sigmas", base,
+            use_karras_sigmas=True)
+        add(f"{short}_noise", "test_full_loop_with_noise", base, t_start=8)
+        add(f"{short}_trailing", "(options)", base, timestep_spacing="trailing")
+    # flow matching (the dummy model on diffusers' flow schedulers)
+    add("flow_euler", "(options)", FLOW)
+    add("flow_euler_shift3", "(options)", FLOW, shift=3.0)
+    return out
+
+
+def scheduler_of(config: dict):
+    import diffusers
+
+    cls = getattr(diffusers, config["_class_name"])
+    return cls.from_config({k: v for k, v in config.items() if k != "_class_name"})
+
+
+def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
+    """The full loop in diffusers (plain loop; float64 tables and sample with ``float64``)."""
+    import torch
+
+    from jaxdist.testing.scheduler_tests import EULER_TYPE, dummy_noise_deter, dummy_sample_deter
+
+    config = case["config"]
+    sched = scheduler_of(config)
+    if float64 and "beta_schedule" in config:
+        float64_schedule(sched)
+    dtype = torch.float64 if float64 else torch.float32
+    sched.set_timesteps(case["n_steps"])
+    flow = config["_class_name"].startswith("FlowMatch")
+    euler = config["_class_name"] in EULER_TYPE
+
+    def model(x, t):
+        t = torch.as_tensor(t, dtype=x.dtype)
+        return x * t / (t + 1)
+
+    sample = torch.tensor(dummy_sample_deter(), dtype=dtype)
+    if euler:
+        sample = sample * sched.init_noise_sigma
+    timesteps = sched.timesteps
+    if case["t_start"]:
+        timesteps = timesteps[case["t_start"] * sched.order:]
+        noise = torch.tensor(dummy_noise_deter(), dtype=dtype)
+        sample = sched.add_noise(sample, noise, timesteps[:1])
+    generator = torch.manual_seed(0)
+    with torch.no_grad():
+        for t in timesteps:
+            x_in = sched.scale_model_input(sample, t) if (euler or flow) else sample
+            out = sched.step(model(x_in, t), t, sample,
+                             **({"generator": generator} if not flow else {}))
+            sample = out.prev_sample.to(dtype)
+    return sample.double().numpy()
+
+
+def summary(x: np.ndarray) -> dict:
+    flat = x.reshape(-1)
+    return {"sum_abs": float(np.abs(flat).sum()), "mean_abs": float(np.abs(flat).mean()),
+            "slice": rounded(flat[::32].tolist(), 15)}
+
+
+def relative_error(ours: np.ndarray, row: dict) -> float:
+    flat = ours.reshape(-1)
+    want = np.asarray(row["slice"])
+    scale = np.abs(want).max()
+    return float(max(np.abs(flat[::32] - want).max() / scale,
+                     abs(np.abs(flat).sum() - row["sum_abs"]) / row["sum_abs"]))
+
+
+def jaxdist_result(case: dict):
+    """(expressible, final sample or the reason it is not expressible)."""
+    from jaxdist.testing.scheduler_tests import full_loop
+
+    try:
+        return True, full_loop(case)
+    except ValueError as err:
+        return False, str(err)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--rtol", type=float, default=1e-4)
+    ap.add_argument("--only", default=None, help="substring of the case names to run")
+    args = ap.parse_args()
+    import diffusers
+    import jax
+    import torch
+
+    jax.config.update("jax_enable_x64", True)
+    rows, table = [], []
+    for case in cases():
+        if args.only and args.only not in case["name"]:
+            continue
+        row = dict(case, **summary(diffusers_loop(case, float64=True)))
+        row["stock_sum_abs"] = summary(diffusers_loop(case, float64=False))["sum_abs"]
+        ok, ours = jaxdist_result(case)
+        row["expressible"] = ok
+        if ok:
+            err = relative_error(ours, row)
+            table.append((case["name"], f"{err:.1e}", "yes" if err <= args.rtol else "NO"))
+        else:
+            row["reason"] = ours
+            table.append((case["name"], "-", f"not expressible: {ours[:70]}"))
+        rows.append(row)
+    golden = {"about": "Generated by benchmarks/parity_diffusers.py; do not edit.",
+              "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__},
+              "rtol": args.rtol, "cases": rows}
+    if not args.only:
+        args.out.write_text(json.dumps(golden, separators=(",", ":")).replace(
+            '{"name"', '\n{"name"') + "\n")
+    width = max(len(r[0]) for r in table)
+    for name, err, verdict in table:
+        print(f"{name:<{width}}  {err:>8}  {verdict}")
+    matched = sum(r[2] == "yes" for r in table)
+    expressible = sum(r[1] != "-" for r in table)
+    print(f"diffusers parity: {matched} matched / {expressible} expressible / {len(table)} total "
+          f"(relative {args.rtol:g})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,116 @@
+"""diffusers' scheduler-test problem in NumPy/JAX: the dummy model and samples of diffusers'
+``tests/schedulers/test_schedulers.py`` and the full loops of its ``test_scheduler_*.py``, run
+with jaxdist (``from_diffusers_scheduler``).
+
+diffusers' tests use ``dummy_sample_deter`` (``arange(768) / 768`` laid out as ``[4, 3, 8, 8]``),
+``dummy_noise_deter`` (the same, reversed) and ``model(x, t) = x t / (t + 1)`` with ``t`` the
+diffusers timestep. :func:`full_loop` runs one such case (a dict, as stored in
+``tests/golden/parity_diffusers.json`` by ``benchmarks/parity_diffusers.py``):
+
+* ``config``: the scheduler config with ``_class_name``; ``thresholding`` / ``clip_sample``
+  become denoiser wrappers (``jd.DynamicThreshold`` / ``jd.ClipX0``), as the translator asks;
+* ``n_steps``; ``t_start`` (diffusers' ``test_full_loop_with_noise``: the loop starts at the
+  ``t_start``-th timestep from ``add_noise(sample, noise)``; 0 for the plain loop).
+
+The model's time: jaxdist passes ``schedule.model_time(t)`` (the timestep index for
+``VPDiscrete``, the flow time for ``RectifiedFlow``, which diffusers multiplies by
+``num_train_timesteps``). Euler-type schedulers (``Euler``, ``Heun``) hold ``x / alpha``
+(``sigma`` units); the loop here converts at both ends, so it is diffusers' plain loop
+(``model(scale_model_input(x), t)``, not the tests' loop that writes the scaled input back).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["dummy_sample_deter", "dummy_noise_deter", "full_loop", "EULER_TYPE", "wrappers"]
+
+#: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
+EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
+_SHAPE = (4, 3, 8, 8)
+
+
+def _deter(reverse: bool) -> np.ndarray:
+    n = int(np.prod(_SHAPE))
+    values = np.arange(n, dtype=np.float64)
+    if reverse:
+        values = values[::-1]
+    return (values.reshape(3, 8, 8, 4) / n).transpose(3, 0, 1, 2).copy()
+
+
+def dummy_sample_deter() -> np.ndarray:
+    """diffusers' ``dummy_sample_deter``: ``[4, 3, 8, 8]``, values ``k / 768`` (float64)."""
+    return _deter(False)
+
+
+def dummy_noise_deter() -> np.ndarray:
+    """diffusers' ``dummy_noise_deter``: the same values in reverse order."""
+    return _deter(True)
+
+
+def wrappers(config: Mapping[str, Any]) -> tuple[dict, list]:
+    """The config without ``thresholding`` / ``clip_sample``, and the denoiser wrappers
+    ``[(cls, kwargs)]`` that replace them (diffusers' defaults for the ranges)."""
+    import jaxdist as jd
+
+    config = dict(config)
+    wrap = []
+    if config.pop("clip_sample", False):
+        wrap.append((jd.ClipX0, {"max_value": float(config.get("clip_sample_range", 1.0))}))
+    if config.pop("thresholding", False):
+        wrap.append((jd.DynamicThreshold,
+                     {"ratio": float(config.get("dynamic_thresholding_ratio", 0.995)),
+                      "max_value": float(config.get("sample_max_value", 1.0))}))
+    for key in ("clip_sample_range", "dynamic_thresholding_ratio", "sample_max_value"):
+        config.pop(key, None)
+    return config, wrap
+
+
+def _model(schedule, n_train: int):
+    """``x t / (t + 1)`` in diffusers' timestep ``t`` (flow time times ``N`` for flows)."""
+    import jaxdist as jd
+
+    flow = isinstance(schedule, jd.schedules.RectifiedFlow)
+
+    def fn(x, t):
+        t = jnp.asarray(t, x.dtype) * (n_train if flow else 1)
+        return x * t / (t + 1)
+
+    return fn
+
+
+def full_loop(case: Mapping[str, Any]) -> np.ndarray:
+    """The final sample of diffusers' full loop ``case`` computed by jaxdist (float64 if x64)."""
+    import jaxdist as jd
+    from jaxdist.solvers.diffusers_compat import prediction_from_diffusers
+
+    config, wrap = wrappers(case["config"])
+    n, t_start = int(case["n_steps"]), int(case.get("t_start", 0))
+    solver, schedule, grid = jd.solvers.from_diffusers_scheduler(config, n)
+    den = jd.Denoiser(_model(schedule, int(config.get("num_train_timesteps", 1000))), schedule,
+                      prediction=prediction_from_diffusers(config))
+    for cls, kwargs in wrap:
+        den = cls(den, **kwargs)
+    dtype = jnp.asarray(grid).dtype
+    x0, noise = (jnp.asarray(a, dtype) for a in (dummy_sample_deter(), dummy_noise_deter()))
+    euler = config["_class_name"] in EULER_TYPE
+    t0 = grid[t_start]
+    if euler:  # diffusers: x = sample * init_noise_sigma (+ sigma noise), in sigma units
+        s_max = schedule.sigma_over_alpha(grid[0])
+        spacing = config.get("timestep_spacing", "linspace")
+        init = s_max if spacing in ("linspace", "trailing") else jnp.sqrt(s_max**2 + 1.0)
+        x = x0 * init
+        if t_start:
+            x = x + noise * schedule.sigma_over_alpha(t0)
+        x = x * schedule.alpha(t0)
+    elif t_start:
+        x = schedule.alpha(t0) * x0 + schedule.sigma(t0) * noise
+    else:
+        x = x0
+    out = jd.sample(solver, den, x, grid[t_start:]).x
+    if euler:
+        out = out / schedule.alpha(grid[-1])
+    return np.asarray(out, np.float64)
