@@ -25,6 +25,7 @@ reason (stored as ``reason``).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -183,11 +184,12 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
         noise = torch.tensor(dummy_noise_deter(), dtype=dtype)
         sample = sched.add_noise(sample, noise, timesteps[:1])
     generator = torch.manual_seed(0)
+    step_args = inspect.signature(sched.step).parameters
     with torch.no_grad():
         for t in timesteps:
-            x_in = sched.scale_model_input(sample, t) if (euler or flow) else sample
-            out = sched.step(model(x_in, t), t, sample,
-                             **({"generator": generator} if not flow else {}))
+            x_in = sched.scale_model_input(sample, t) if euler else sample
+            extra = {"generator": generator} if "generator" in step_args else {}
+            out = sched.step(model(x_in, t), t, sample, **extra)
             sample = out.prev_sample.to(dtype)
     return sample.double().numpy()
 

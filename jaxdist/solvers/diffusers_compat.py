@@ -20,12 +20,14 @@ final steps only below 15 steps for DPM-Solver multistep.
 
 from __future__ import annotations
 
+import difflib
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import numpy as np
 
 from .. import grids
+from ..denoiser import BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold
 from ..schedules import RectifiedFlow, Schedule, VPDiscrete
 from .base import Solver
 from .ddim import DDIM
@@ -39,8 +41,8 @@ from .unipc import UniPC
 
 Array = jax.Array
 
-__all__ = ["from_diffusers_scheduler", "prediction_from_diffusers", "DiffusersEquivalent",
-           "SUPPORTED_SCHEDULERS", "TRANSLATORS"]
+__all__ = ["from_diffusers_scheduler", "denoiser_from_diffusers", "prediction_from_diffusers",
+           "DiffusersEquivalent", "SUPPORTED_SCHEDULERS", "TRANSLATORS", "CONFIG_KEYS", "own_keys"]
 
 _PREDICTIONS = {"epsilon": "eps", "v_prediction": "v", "sample": "x0",
                 "flow_prediction": "velocity"}
@@ -67,6 +69,145 @@ def prediction_from_diffusers(config: Mapping[str, Any]) -> str:
     return _PREDICTIONS[kind]
 
 
+_BETAS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule", "trained_betas",
+          "prediction_type")
+_THRESHOLD = ("thresholding", "dynamic_thresholding_ratio", "sample_max_value")
+_SIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_flow_sigmas",
+           "flow_shift", "use_dynamic_shifting", "time_shift_type")
+_DPM = _BETAS + _THRESHOLD + _SIGMAS + (
+    "solver_order", "algorithm_type", "solver_type", "lower_order_final", "lambda_min_clipped",
+    "variance_type", "final_sigmas_type")
+#: diffusers 0.42.1's ``__init__`` keys of each supported scheduler class
+CONFIG_KEYS: dict[str, frozenset] = {
+    "DPMSolverMultistepScheduler": frozenset(_DPM + (
+        "euler_at_final", "use_lu_lambdas", "timestep_spacing", "steps_offset",
+        "rescale_betas_zero_snr")),
+    "DPMSolverSinglestepScheduler": frozenset(_DPM),
+    "UniPCMultistepScheduler": frozenset(_BETAS + _THRESHOLD + _SIGMAS + (
+        "solver_order", "predict_x0", "solver_type", "lower_order_final", "disable_corrector",
+        "solver_p", "timestep_spacing", "steps_offset", "final_sigmas_type",
+        "rescale_betas_zero_snr", "shift_terminal", "sigma_min", "sigma_max")),
+    "DEISMultistepScheduler": frozenset(_BETAS + _THRESHOLD + _SIGMAS + (
+        "solver_order", "algorithm_type", "solver_type", "lower_order_final", "timestep_spacing",
+        "steps_offset")),
+    "DDIMScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "clip_sample", "clip_sample_range", "set_alpha_to_one", "steps_offset",
+        "timestep_spacing", "rescale_betas_zero_snr")),
+    "EulerDiscreteScheduler": frozenset(_BETAS + (
+        "interpolation_type", "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas",
+        "sigma_min", "sigma_max", "timestep_spacing", "timestep_type", "steps_offset",
+        "rescale_betas_zero_snr", "final_sigmas_type")),
+    "HeunDiscreteScheduler": frozenset(_BETAS + (
+        "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "clip_sample",
+        "clip_sample_range", "timestep_spacing", "steps_offset")),
+    "FlowMatchEulerDiscreteScheduler": frozenset((
+        "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
+        "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal",
+        "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "time_shift_type",
+        "stochastic_sampling")),
+}
+#: keys of diffusers' other schedulers (DDPM, PNDM, LMS, KDPM2, EDM, LCM, SA-Solver, ...):
+#: a config moved between classes with ``from_config`` keeps them and diffusers ignores them
+OTHER_SCHEDULER_KEYS = frozenset((
+    "skip_prk_steps", "sigma_data", "sigma_schedule", "original_inference_steps",
+    "timestep_scaling", "predictor_order", "corrector_order", "tau_func", "num_vec_classes",
+    "clip_sample", "clip_sample_range", "set_alpha_to_one", "variance_type", "sigma_min",
+    "sigma_max", "timestep_type", "interpolation_type", "shift", "base_shift", "max_shift",
+    "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal",
+    "stochastic_sampling", "euler_at_final", "use_lu_lambdas", "lambda_min_clipped",
+    "predict_x0", "solver_p", "disable_corrector", "final_sigmas_type"))
+
+
+def own_keys(config: Mapping[str, Any]) -> dict:
+    """The keys of ``config`` that its ``_class_name`` reads (diffusers ignores the others: keys
+    starting with ``_`` such as ``_diffusers_version``, and other schedulers' keys).
+
+    Raises ``ValueError`` for a key no diffusers scheduler has, naming the closest known one."""
+    cls = str(config.get("_class_name", ""))
+    own = CONFIG_KEYS[cls]
+    known = set().union(*CONFIG_KEYS.values(), OTHER_SCHEDULER_KEYS)
+    for key in config:
+        if not str(key).startswith("_") and key not in known:
+            close = difflib.get_close_matches(str(key), sorted(own) or sorted(known), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else "."
+            raise ValueError(f"config[{key!r}] is not a diffusers scheduler option{hint} "
+                             f"{cls} reads: {', '.join(sorted(own))}.")
+    return {k: v for k, v in config.items() if k in own or k == "_class_name"}
+
+
+class _ThresholdKeepEps(DenoiserTransform):
+    """diffusers' DDIM thresholding: ``x0_hat`` thresholded by ``clip`` (a ``jd.ClipX0`` or
+    ``jd.DynamicThreshold``), ``eps_hat`` kept from the model (not recomputed)."""
+
+    def __init__(self, inner: BaseDenoiser, clip: DenoiserTransform):
+        self.inner, self.clip = inner, clip
+
+    def transform(self, x0, eps, x, t):
+        return self.clip.transform(x0, eps, x, t)[0], eps
+
+
+class _LearnedVariance:
+    """A model whose output carries a learned variance (``[batch, 2 C, ...]``): the mean only."""
+
+    def __init__(self, fn: Callable[..., Array]):
+        self.fn = fn
+
+    def __call__(self, x, t, **cond):
+        return self.fn(x, t, **cond)[:, : x.shape[1]]
+
+
+def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any]) -> BaseDenoiser:
+    """The ``jd.Denoiser`` of a network ``fn(x, t)`` (``t``: diffusers' timestep, which jaxdist
+    gives as ``schedule.model_time``) for a diffusers scheduler ``config``, as that scheduler
+    reads the model output:
+
+    * ``prediction_type`` (:func:`prediction_from_diffusers`);
+    * ``variance_type="learned"`` / ``"learned_range"``: the output has ``2 C`` channels (axis 1),
+      mean first; the mean is used (diffusers' DPM-Solver takes ``[:, :3]``);
+    * ``thresholding`` (``dynamic_thresholding_ratio``, ``sample_max_value``) ->
+      ``jd.DynamicThreshold``; ``clip_sample`` (``clip_sample_range``) -> ``jd.ClipX0``. DDIM
+      (and Heun) keep the model's ``eps_hat`` with the thresholded ``x0_hat``, as diffusers.
+
+    The schedule is ``from_diffusers_scheduler``'s (model time rounded where diffusers rounds).
+    Pass ``denoiser_keys_applied=True`` to
+    ``from_diffusers_scheduler`` for a config with these keys."""
+    cls = str(config.get("_class_name", ""))
+    if cls not in SUPPORTED_SCHEDULERS:
+        raise ValueError(f"config['_class_name']={cls!r} is not supported; known: "
+                         f"{', '.join(SUPPORTED_SCHEDULERS)}.")
+    own = own_keys(config)
+    if str(own.get("variance_type")) in ("learned", "learned_range") and \
+            own.get("prediction_type", "epsilon") == "epsilon":
+        fn = _LearnedVariance(fn)
+    return _wrap_thresholds(Denoiser(fn, _schedule(own), prediction_from_diffusers(own)),
+                            own)
+
+
+def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenoiser:
+    keep_eps = config.get("_class_name") in ("DDIMScheduler", "HeunDiscreteScheduler")
+    specs = []
+    if config.get("clip_sample", False):
+        specs.append((ClipX0, (float(config.get("clip_sample_range", 1.0)),)))
+    if config.get("thresholding", False):
+        specs.append((DynamicThreshold, (float(config.get("dynamic_thresholding_ratio", 0.995)),
+                                         float(config.get("sample_max_value", 1.0)))))
+    for cls, args in specs:
+        clip = cls(den, *args)
+        den = _ThresholdKeepEps(den, clip) if keep_eps else clip
+    return den
+
+
+def _schedule(config: Mapping[str, Any]) -> Schedule:
+    """``VPDiscrete`` of the betas (``RectifiedFlow`` for flow matching and ``use_flow_sigmas``),
+    the model's time rounded where diffusers passes integer timesteps between training steps
+    (converted sigmas, except in Euler / Heun)."""
+    schedule = grids.diffusers_schedule(config)
+    if isinstance(schedule, VPDiscrete) and any(config.get(k) for k in _CONVERSIONS) and \
+            config["_class_name"] not in ("EulerDiscreteScheduler", "HeunDiscreteScheduler"):
+        return VPDiscrete.from_diffusers_config(config, quantize=True)
+    return schedule
+
+
 def _reject(config: Mapping[str, Any], key: str, allowed: tuple, fix: str) -> None:
     """Raises if ``config[key]`` is present and not one of ``allowed``."""
     if key in config and config[key] not in allowed:
@@ -74,18 +215,23 @@ def _reject(config: Mapping[str, Any], key: str, allowed: tuple, fix: str) -> No
                          f"from_diffusers_scheduler ({config.get('_class_name')}): {fix}")
 
 
-def _vp_grid(config: Mapping[str, Any], schedule: VPDiscrete, n_steps: int):
-    """The grid of a beta-schedule config: diffusers' timesteps, or Karras / exponential sigmas."""
-    final_zero = config.get("final_sigmas_type", "zero") == "zero"
-    for key in ("use_beta_sigmas", "use_flow_sigmas"):
-        _reject(config, key, (False, None), "only Karras and exponential (Lu) sigmas map to "
-                "jaxdist grids; use jd.grids.* directly.")
-    if config.get("use_karras_sigmas"):
-        # sigma_max / sigma_min of the training schedule (indices N-1 and 0), rho = 7
-        return grids.karras(schedule, n_steps, final_zero=final_zero)
-    if config.get("use_exponential_sigmas") or config.get("use_lu_lambdas"):
-        return grids.logsnr_uniform(schedule, n_steps, final_zero=final_zero)
-    return grids.from_diffusers(config, n_steps)
+class _Grid(NamedTuple):
+    """diffusers' grid for a translator: ``grid`` without a zero-length final step, and
+    whether diffusers' list ended in one (``final_sigmas_type="sigma_min"`` after converted
+    sigmas repeats ``sigma_min``: a last step that does nothing and is dropped here)."""
+
+    grid: Array
+    dropped_zero_step: bool
+
+
+def _vp_grid(config: Mapping[str, Any], n_steps: int) -> _Grid:
+    """diffusers' noise levels (``jd.grids.from_diffusers``: spacing, Karras / exponential / beta
+    / Lu / flow sigmas, ``lambda_min_clipped``, ``final_sigmas_type``)."""
+    grid = grids.from_diffusers(config, n_steps)
+    g = np.asarray(grid)
+    if g.size > 2 and g[-1] == g[-2]:
+        return _Grid(grid[:-1], True)
+    return _Grid(grid, False)
 
 
 def _flow_grid(config: Mapping[str, Any], n_steps: int):
@@ -103,7 +249,7 @@ def _flow_grid(config: Mapping[str, Any], n_steps: int):
 
 
 def _multistep_lof(config: Mapping[str, Any], n_steps: int) -> bool:
-    # DPM-Solver(++) in diffusers lowers the final orders only below 15 steps.
+    # DPM-Solver(++) and DEIS in diffusers lower the final orders only below 15 steps.
     return bool(config.get("lower_order_final", True)) and n_steps < 15
 
 
@@ -111,28 +257,51 @@ def _order(config: Mapping[str, Any], default: int = 2) -> int:
     return int(config.get("solver_order", default))
 
 
-# -- one translator per scheduler class: (config, n_steps, schedule) -> (solver, grid) --------
-
-def _dpm_multistep(config, n_steps, schedule):
-    algo = config.get("algorithm_type", "dpmsolver++")
+def _dpm_final_orders(config: Mapping[str, Any], n_steps: int, order: int,
+                      dropped_zero_step: bool) -> dict:
+    """``lower_order_final`` / ``final_orders`` for diffusers' multistep DPM-Solver orders: the
+    last step is first order with ``euler_at_final`` or ``lower_order_final`` below 15 steps
+    (a step to ``t = 0`` always is), the one before at most second order with the latter. A
+    dropped zero-length final step takes its cap with it."""
     lof = _multistep_lof(config, n_steps)
+    caps = (2 if lof else 3, 1 if (lof or config.get("euler_at_final", False)) else 3)
+    if dropped_zero_step:
+        caps = caps[:-1]
+    caps = tuple(min(c, order) for c in caps)
+    if len(caps) == 2 and caps == (min(order, 2), 1):
+        return {"lower_order_final": True}
+    while caps and caps[0] == order:
+        caps = caps[1:]
+    return {"lower_order_final": False, "final_orders": caps}
+
+
+# -- one translator per scheduler class: (config, n_steps) -> (solver, grid) ------------------
+
+def _dpm_multistep(config, n_steps):
+    algo = config.get("algorithm_type", "dpmsolver++")
     stype = config.get("solver_type", "midpoint")
     order = _order(config)
-    if algo == "dpmsolver++":
-        solver = DPMSolverPP(order=order, solver_type=stype, lower_order_final=lof,
-                             third_order="reference")
-    elif algo == "dpmsolver":
-        solver = DPMSolver(order=order, method="multistep", solver_type=stype,
-                           lower_order_final=lof, third_order="reference")
-    elif algo == "sde-dpmsolver++":
-        solver = SDEDPMSolverPP(order=order, solver_type=stype, lower_order_final=lof)
-    else:
+    g = _vp_grid(config, n_steps)
+    if algo == "sde-dpmsolver++":
+        if g.dropped_zero_step or config.get("euler_at_final", False):
+            raise ValueError("config['algorithm_type']='sde-dpmsolver++' with "
+                             "final_sigmas_type='sigma_min' after converted sigmas or "
+                             "euler_at_final=True is not mapped; use final_sigmas_type='zero'.")
+        return SDEDPMSolverPP(order=order, solver_type=stype,
+                              lower_order_final=_multistep_lof(config, n_steps)), g.grid
+    if algo not in ("dpmsolver++", "dpmsolver"):
         raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
                          "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
-    return solver, _vp_grid(config, schedule, n_steps)
+    finals = _dpm_final_orders(config, n_steps, order, g.dropped_zero_step)
+    if algo == "dpmsolver++":
+        solver = DPMSolverPP(order=order, solver_type=stype, third_order="reference", **finals)
+    else:
+        solver = DPMSolver(order=order, method="multistep", solver_type=stype,
+                           third_order="reference", **finals)
+    return solver, g.grid
 
 
-def _dpm_singlestep(config, n_steps, schedule):
+def _dpm_singlestep(config, n_steps):
     # diffusers counts model evaluations as steps; jaxdist steps take `order` evaluations
     # each, at log-SNR midpoints: same NFE, stage times not identical.
     algo = config.get("algorithm_type", "dpmsolver++")
@@ -143,33 +312,48 @@ def _dpm_singlestep(config, n_steps, schedule):
     solver = family(order=order, method="singlestep", solver_type=config.get("solver_type",
                                                                               "midpoint"),
                     lower_order_final=bool(config.get("lower_order_final", True)))
-    return solver, _vp_grid(config, schedule, max(1, n_steps // order))
+    return solver, _vp_grid(config, max(1, n_steps // order)).grid
 
 
-def _unipc(config, n_steps, schedule):
+def _unipc(config, n_steps):
     _reject(config, "solver_p", (None,), "UniPC with another predictor is not mapped.")
+    g = _vp_grid(config, n_steps)
+    if g.dropped_zero_step:
+        raise ValueError(
+            "UniPCMultistepScheduler with final_sigmas_type='sigma_min' after converted sigmas "
+            "(use_karras_sigmas, ...) ends in a step of zero length whose corrector still "
+            "corrects the previous step with one more model evaluation; jaxdist's UniPC does "
+            "not correct its last step. Use final_sigmas_type='zero'.")
     solver = UniPC(order=_order(config), variant=config.get("solver_type", "bh2"),
                    prediction="x0" if config.get("predict_x0", True) else "eps", corrector=True,
                    lower_order_final=bool(config.get("lower_order_final", True)),
                    disable_corrector=tuple(config.get("disable_corrector") or ()))
-    return solver, _vp_grid(config, schedule, n_steps)
+    return solver, g.grid
 
 
-def _deis(config, n_steps, schedule):
+def _deis(config, n_steps):
     _reject(config, "algorithm_type", ("deis",), "only algorithm_type='deis' exists.")
     _reject(config, "solver_type", ("logrho",), "only solver_type='logrho' is mapped.")
-    solver = DEIS(order=_order(config, 3), variable="logrho",
-                  lower_order_final=_multistep_lof(config, n_steps))
-    return solver, _vp_grid(config, schedule, n_steps)
+    order = _order(config, 3)
+    g = _vp_grid(config, n_steps)
+    lof = _multistep_lof(config, n_steps)
+    if g.dropped_zero_step:
+        if lof and order == 3:
+            raise ValueError("DEISMultistepScheduler of order 3 with converted sigmas "
+                             "(use_karras_sigmas, ...) and lower_order_final below 15 steps "
+                             "takes a second-order step before its repeated sigma_min, which "
+                             "jaxdist's DEIS does not express; use solver_order=2.")
+        lof = False
+    return DEIS(order=order, variable="logrho", lower_order_final=lof), g.grid
 
 
 def _fixed(solver_cls):
-    def translate(config, n_steps, schedule):
-        return solver_cls(), _vp_grid(config, schedule, n_steps)
+    def translate(config, n_steps):
+        return solver_cls(), _vp_grid(config, n_steps).grid
     return translate
 
 
-#: ``_class_name`` -> translator ``(config, n_steps, schedule) -> (solver, grid)``
+#: ``_class_name`` -> translator ``(config, n_steps) -> (solver, grid)``
 TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "DPMSolverMultistepScheduler": _dpm_multistep,
     "DPMSolverSinglestepScheduler": _dpm_singlestep,
@@ -191,43 +375,50 @@ def _flow_match(config: Mapping[str, Any], n_steps: int) -> DiffusersEquivalent:
                                jax.numpy.asarray(_flow_grid(config, n_steps)))
 
 
-def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int) -> DiffusersEquivalent:
+_CONVERSIONS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "use_lu_lambdas")
+#: keys handled by :func:`denoiser_from_diffusers` (the model output), not by the solver
+DENOISER_KEYS = ("thresholding", "clip_sample", "variance_type")
+
+
+def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int, *,
+                             denoiser_keys_applied: bool = False) -> DiffusersEquivalent:
     """``(solver, schedule, grid)`` equivalent to the diffusers scheduler ``config`` run for
     ``n_steps`` inference steps.
 
     Supported ``_class_name``: the keys of :data:`TRANSLATORS` and
     ``FlowMatchEulerDiscreteScheduler`` (``shift``); see ``docs/diffusers.md`` for the options.
+    Keys of other diffusers schedulers (a config moved between schedulers with ``from_config``)
+    are ignored, as diffusers does; an unknown key is an error naming the closest known one.
+    ``thresholding``, ``clip_sample`` and ``variance_type`` concern the model output: build the
+    denoiser with :func:`denoiser_from_diffusers` and pass ``denoiser_keys_applied=True``.
 
     Raises:
-      ValueError: for an unknown class or an option jaxdist does not reproduce (the message
-        names the option and what to do instead).
+      ValueError: for an unknown class or key, or an option jaxdist does not reproduce (the
+        message names the option and what to do instead).
     """
     if not isinstance(n_steps, (int, np.integer)) or n_steps < 1:
         raise ValueError(f"n_steps={n_steps!r} must be a positive integer.")
     cls = str(config.get("_class_name", ""))
     if cls not in SUPPORTED_SCHEDULERS:
-        raise ValueError(f"config['_class_name']={cls!r} is not supported; known: "
+        close = difflib.get_close_matches(cls, SUPPORTED_SCHEDULERS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"config['_class_name']={cls!r} is not supported.{hint} Known: "
                          f"{', '.join(SUPPORTED_SCHEDULERS)}.")
-    for key in ("thresholding", "clip_sample"):
-        if config.get(key):
-            raise ValueError(
-                f"config[{key!r}]=True: jaxdist clips in the denoiser, not the solver. Wrap the "
-                "model (jd.ClipX0(den, max_value) or jd.DynamicThreshold(den, ratio, max_value)) "
-                f"and pass the config with {key}=False.")
+    config = own_keys(config)
+    if not denoiser_keys_applied:
+        for key in DENOISER_KEYS:
+            if config.get(key) and config.get(key) not in ("fixed_small", "fixed_large"):
+                raise ValueError(
+                    f"config[{key!r}]={config[key]!r} concerns the model output: jaxdist applies "
+                    "it in the denoiser. Build it with jd.solvers.denoiser_from_diffusers(fn, "
+                    "config) (it wraps jd.DynamicThreshold / jd.ClipX0 and takes the mean of a "
+                    "learned variance) and call from_diffusers_scheduler(config, n, "
+                    "denoiser_keys_applied=True).")
     if cls.startswith("FlowMatch"):
         return _flow_match(config, n_steps)
-    schedule = VPDiscrete.from_diffusers_config(config)
     prediction_from_diffusers(config)  # validates prediction_type
-    _reject(config, "use_flow_sigmas", (False, None), "flow-matching DPM/UniPC configs are not "
-            "mapped; use jd.schedules.RectifiedFlow with jd.grids.")
-    _reject(config, "timestep_type", ("discrete",), "only discrete timesteps are mapped.")
-    _reject(config, "interpolation_type", ("linear",), "only linear sigma interpolation is mapped.")
-    _reject(config, "variance_type", (None,), "learned variances are not used by ODE solvers.")
-    _reject(config, "euler_at_final", (False,), "jaxdist's step to t = 0 is already first order; "
-            "with final_sigmas_type='sigma_min' use a lower-order solver for the last step.")
-    _reject(config, "lambda_min_clipped", (-float("inf"),),
-            "clip the grid instead (jd.grids.* with t_start).")
-    solver, grid = TRANSLATORS[cls](config, n_steps, schedule)
+    schedule = _schedule(config)
+    solver, grid = TRANSLATORS[cls](config, n_steps)
     return DiffusersEquivalent(solver, schedule, grid)
 
 

@@ -115,6 +115,13 @@ class DPMFamily(ExplicitStages):
                              "(Taylor-exact, third order) or 'reference' (diffusers / DPM-Solver "
                              "code).")
         object.__setattr__(self, "solver_type", SOLVER_TYPES[self.solver_type])
+        caps = tuple(self.final_orders)
+        if any(isinstance(k, bool) or k not in (1, 2, 3) for k in caps):
+            raise ValueError(f"{name}: final_orders={self.final_orders!r} must be orders 1-3 "
+                             "(caps on the orders of the last steps, e.g. (2, 1)).")
+        if caps and self.method != "multistep":
+            raise ValueError(f"{name}: final_orders is a multistep option (method='multistep').")
+        object.__setattr__(self, "final_orders", caps)
 
     @property
     def space(self) -> str:
@@ -144,6 +151,9 @@ class DPMFamily(ExplicitStages):
                 orders = np.minimum(orders, n_steps - np.arange(n_steps)).astype(np.int32)
             return orders
         orders = multistep_orders(n_steps, p, self.lower_order_final)
+        caps = self.final_orders[-n_steps:] if self.final_orders else ()
+        if caps:
+            orders[-len(caps):] = np.minimum(orders[-len(caps):], caps)
         if self._singlestep_warmup and n_steps > 1:
             orders[0] = 2  # singlestep DPM-Solver(++)-2; step 1 is multistep of order 2
         return orders
@@ -265,6 +275,9 @@ class DPMSolverPP(DPMFamily):
         ``"singlestep"`` (3M only: a singlestep DPM-Solver++-2 first step, one more evaluation,
         which keeps the global order 3).
       third_order: ``"taylor"`` (``2 phi_3``, default) or ``"reference"`` (``phi_3``, diffusers).
+      final_orders: multistep only: caps on the orders of the last ``len(final_orders)`` steps
+        (``(2, 1)`` is ``lower_order_final`` for order 3; ``(3, 1)`` diffusers'
+        ``euler_at_final``; ``(2,)`` diffusers' order-3 pattern before a repeated ``sigma_min``).
 
     ``order`` is the global convergence order these settings achieve (see the module docstring):
     ``DPMSolverPP(order=3).order == 2``;
@@ -277,6 +290,7 @@ class DPMSolverPP(DPMFamily):
     lower_order_final: bool = True
     warmup: str = "lower_order"
     third_order: str = "taylor"
+    final_orders: tuple[int, ...] = ()
     prediction = "x0"
 
 
@@ -292,4 +306,5 @@ class DPMSolver(DPMFamily):
     lower_order_final: bool = False
     warmup: str = "lower_order"
     third_order: str = "taylor"
+    final_orders: tuple[int, ...] = ()
     prediction = "eps"
