@@ -21,6 +21,7 @@ from .ddim import DDIM as DDIM
 from .deis import DEIS as DEIS
 from .deis import IPNDM as IPNDM
 from .diffusers_compat import from_diffusers_scheduler as from_diffusers_scheduler
+from .diffusers_compat import denoiser_from_diffusers as denoiser_from_diffusers
 from .dpm_solver import DPMSolver as DPMSolver
 from .dpm_solver import DPMSolverPP as DPMSolverPP
 from .edm import Euler as Euler
@@ -47,5 +48,5 @@ __all__ = [
     "Euler", "EulerEDM", "Heun", "HeunEDM", "ButcherTableau", "RungeKutta", "AdaptiveDPMSolver",
     "AdaptiveInfo", "DDPMAncestral", "EulerMaruyama", "SDEDPMSolverPP", "EDMStochastic",
     "AnnealedLangevinCorrector", "LangevinCorrector", "NoPredictor", "PredictorCorrector",
-    "annealed_langevin", "from_diffusers_scheduler", "registry", "tableaux",
+    "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry", "tableaux",
 ]

@@ -168,7 +168,9 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
       ``jd.DynamicThreshold``; ``clip_sample`` (``clip_sample_range``) -> ``jd.ClipX0``. DDIM
       (and Heun) keep the model's ``eps_hat`` with the thresholded ``x0_hat``, as diffusers.
 
-    The schedule is ``from_diffusers_scheduler``'s (model time rounded where diffusers rounds).
+    The schedule is ``from_diffusers_scheduler``'s (model time rounded where diffusers rounds
+    the timesteps of converted sigmas; where it truncates them, ``fn`` is called with
+    ``floor(t)``).
     Pass ``denoiser_keys_applied=True`` to
     ``from_diffusers_scheduler`` for a config with these keys."""
     cls = str(config.get("_class_name", ""))
@@ -179,6 +181,8 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
     if str(own.get("variance_type")) in ("learned", "learned_range") and \
             own.get("prediction_type", "epsilon") == "epsilon":
         fn = _LearnedVariance(fn)
+    if _timestep_rounding(own) == "trunc":
+        fn = _TruncatedTime(fn)
     return _wrap_thresholds(Denoiser(fn, _schedule(own), prediction_from_diffusers(own)),
                             own)
 
@@ -197,13 +201,38 @@ def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenois
     return den
 
 
+def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
+    """How diffusers turns the fractional timesteps of converted sigmas into the network's
+    input: ``"round"`` (Karras / Lu, except DPM-Solver on ``squaredcos_cap_v2``), ``"trunc"``
+    (exponential and beta sigmas, and the exception), or ``None`` (no conversion; Euler and
+    Heun pass the fractional timestep)."""
+    cls = config.get("_class_name")
+    on = [k for k in _CONVERSIONS if config.get(k)]
+    if not on or cls in ("EulerDiscreteScheduler", "HeunDiscreteScheduler") or \
+            str(cls).startswith("FlowMatch") or config.get("use_flow_sigmas"):
+        return None
+    if on[0] in ("use_karras_sigmas", "use_lu_lambdas") and (
+            cls in ("DEISMultistepScheduler", "UniPCMultistepScheduler")
+            or config.get("beta_schedule") != "squaredcos_cap_v2"):
+        return "round"
+    return "trunc"
+
+
+class _TruncatedTime:
+    """``fn(x, t)`` called with ``floor(t)`` (diffusers casts those timesteps to integers)."""
+
+    def __init__(self, fn: Callable[..., Array]):
+        self.fn = fn
+
+    def __call__(self, x, t, **cond):
+        return self.fn(x, jax.numpy.floor(t + 1e-6), **cond)
+
+
 def _schedule(config: Mapping[str, Any]) -> Schedule:
     """``VPDiscrete`` of the betas (``RectifiedFlow`` for flow matching and ``use_flow_sigmas``),
-    the model's time rounded where diffusers passes integer timesteps between training steps
-    (converted sigmas, except in Euler / Heun)."""
+    the model's time rounded where diffusers rounds the timesteps of converted sigmas."""
     schedule = grids.diffusers_schedule(config)
-    if isinstance(schedule, VPDiscrete) and any(config.get(k) for k in _CONVERSIONS) and \
-            config["_class_name"] not in ("EulerDiscreteScheduler", "HeunDiscreteScheduler"):
+    if _timestep_rounding(config) == "round":
         return VPDiscrete.from_diffusers_config(config, quantize=True)
     return schedule
 

@@ -7,8 +7,8 @@ diffusers' tests use ``dummy_sample_deter`` (``arange(768) / 768`` laid out as `
 diffusers timestep. :func:`full_loop` runs one such case (a dict, as stored in
 ``tests/golden/parity_diffusers.json`` by ``benchmarks/parity_diffusers.py``):
 
-* ``config``: the scheduler config with ``_class_name``; ``thresholding`` / ``clip_sample``
-  become denoiser wrappers (``jd.DynamicThreshold`` / ``jd.ClipX0``), as the translator asks;
+* ``config``: the scheduler config with ``_class_name`` (the denoiser from
+  ``jd.solvers.denoiser_from_diffusers``: prediction type, thresholding, learned variance);
 * ``n_steps``; ``t_start`` (diffusers' ``test_full_loop_with_noise``: the loop starts at the
   ``t_start``-th timestep from ``add_noise(sample, noise)``; 0 for the plain loop).
 
@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["dummy_sample_deter", "dummy_noise_deter", "full_loop", "EULER_TYPE", "wrappers"]
+__all__ = ["dummy_sample_deter", "dummy_noise_deter", "full_loop", "EULER_TYPE"]
 
 #: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
 EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
@@ -51,24 +51,6 @@ def dummy_noise_deter() -> np.ndarray:
     return _deter(True)
 
 
-def wrappers(config: Mapping[str, Any]) -> tuple[dict, list]:
-    """The config without ``thresholding`` / ``clip_sample``, and the denoiser wrappers
-    ``[(cls, kwargs)]`` that replace them (diffusers' defaults for the ranges)."""
-    import jaxdist as jd
-
-    config = dict(config)
-    wrap = []
-    if config.pop("clip_sample", False):
-        wrap.append((jd.ClipX0, {"max_value": float(config.get("clip_sample_range", 1.0))}))
-    if config.pop("thresholding", False):
-        wrap.append((jd.DynamicThreshold,
-                     {"ratio": float(config.get("dynamic_thresholding_ratio", 0.995)),
-                      "max_value": float(config.get("sample_max_value", 1.0))}))
-    for key in ("clip_sample_range", "dynamic_thresholding_ratio", "sample_max_value"):
-        config.pop(key, None)
-    return config, wrap
-
-
 def _model(schedule, n_train: int):
     """``x t / (t + 1)`` in diffusers' timestep ``t`` (flow time times ``N`` for flows)."""
     import jaxdist as jd
@@ -85,15 +67,14 @@ def _model(schedule, n_train: int):
 def full_loop(case: Mapping[str, Any]) -> np.ndarray:
     """The final sample of diffusers' full loop ``case`` computed by jaxdist (float64 if x64)."""
     import jaxdist as jd
-    from jaxdist.solvers.diffusers_compat import prediction_from_diffusers
+    from jaxdist.solvers.diffusers_compat import denoiser_from_diffusers
 
-    config, wrap = wrappers(case["config"])
+    config = case["config"]
     n, t_start = int(case["n_steps"]), int(case.get("t_start", 0))
-    solver, schedule, grid = jd.solvers.from_diffusers_scheduler(config, n)
-    den = jd.Denoiser(_model(schedule, int(config.get("num_train_timesteps", 1000))), schedule,
-                      prediction=prediction_from_diffusers(config))
-    for cls, kwargs in wrap:
-        den = cls(den, **kwargs)
+    solver, schedule, grid = jd.solvers.from_diffusers_scheduler(config, n,
+                                                                 denoiser_keys_applied=True)
+    den = denoiser_from_diffusers(_model(schedule, int(config.get("num_train_timesteps", 1000))),
+                                  config)
     dtype = jnp.asarray(grid).dtype
     x0, noise = (jnp.asarray(a, dtype) for a in (dummy_sample_deter(), dummy_noise_deter()))
     euler = config["_class_name"] in EULER_TYPE
