@@ -106,6 +106,32 @@ CONFIG_KEYS: dict[str, frozenset] = {
         "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "time_shift_type",
         "stochastic_sampling")),
 }
+_BETA_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
+                  "beta_schedule": "linear", "prediction_type": "epsilon"}
+#: diffusers 0.42.1's defaults of the keys that change the numbers (a missing key takes these)
+DEFAULTS: dict[str, dict] = {
+    "DPMSolverMultistepScheduler": dict(
+        _BETA_DEFAULTS, solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
+        lower_order_final=True, euler_at_final=False, final_sigmas_type="zero",
+        timestep_spacing="linspace", steps_offset=0),
+    "DPMSolverSinglestepScheduler": dict(
+        _BETA_DEFAULTS, solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
+        lower_order_final=False, final_sigmas_type="zero"),
+    "UniPCMultistepScheduler": dict(
+        _BETA_DEFAULTS, solver_order=2, predict_x0=True, solver_type="bh2",
+        lower_order_final=True, timestep_spacing="linspace", steps_offset=0,
+        final_sigmas_type="zero"),
+    "DEISMultistepScheduler": dict(
+        _BETA_DEFAULTS, solver_order=2, algorithm_type="deis", solver_type="logrho",
+        lower_order_final=True, timestep_spacing="linspace", steps_offset=0),
+    "DDIMScheduler": dict(_BETA_DEFAULTS, clip_sample=True, set_alpha_to_one=True, steps_offset=0,
+                          timestep_spacing="leading"),
+    "EulerDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace", steps_offset=0,
+                                   final_sigmas_type="zero"),
+    "HeunDiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                  clip_sample=False, timestep_spacing="linspace", steps_offset=0),
+    "FlowMatchEulerDiscreteScheduler": {"num_train_timesteps": 1000, "shift": 1.0},
+}
 #: keys of diffusers' other schedulers (DDPM, PNDM, LMS, KDPM2, EDM, LCM, SA-Solver, ...):
 #: a config moved between classes with ``from_config`` keeps them and diffusers ignores them
 OTHER_SCHEDULER_KEYS = frozenset((
@@ -120,7 +146,8 @@ OTHER_SCHEDULER_KEYS = frozenset((
 
 def own_keys(config: Mapping[str, Any]) -> dict:
     """The keys of ``config`` that its ``_class_name`` reads (diffusers ignores the others: keys
-    starting with ``_`` such as ``_diffusers_version``, and other schedulers' keys).
+    starting with ``_`` such as ``_diffusers_version``, and other schedulers' keys), missing
+    ones filled from the class's :data:`DEFAULTS` (``None`` values too, as diffusers does).
 
     Raises ``ValueError`` for a key no diffusers scheduler has, naming the closest known one."""
     cls = str(config.get("_class_name", ""))
@@ -132,7 +159,8 @@ def own_keys(config: Mapping[str, Any]) -> dict:
             hint = f"; did you mean {close[0]!r}?" if close else "."
             raise ValueError(f"config[{key!r}] is not a diffusers scheduler option{hint} "
                              f"{cls} reads: {', '.join(sorted(own))}.")
-    return {k: v for k, v in config.items() if k in own or k == "_class_name"}
+    given = {k: v for k, v in config.items() if k in own and v is not None}
+    return {**DEFAULTS[cls], **given, "_class_name": cls}
 
 
 class _ThresholdKeepEps(DenoiserTransform):
