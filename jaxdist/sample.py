@@ -148,7 +148,8 @@ def _check_inputs(solver: Any, denoiser: Any, x_T: Array, grid: Any, key: Any) -
         raise ValueError(f"x_T must have a leading batch axis, got shape {x_T.shape}.")
     if solver.stochastic and key is None:
         raise ValueError(f"{type(solver).__name__} is stochastic: pass key=jax.random.key(seed).")
-    validate_grid(denoiser.schedule, grid)
+    validate_grid(denoiser.schedule, grid,
+                  allow_zero_final_step=bool(getattr(solver, "accepts_zero_final_step", False)))
     solver.validate(denoiser.schedule, grid)
 
 

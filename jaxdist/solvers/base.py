@@ -175,6 +175,10 @@ class Solver(abc.ABC):
         """Global order of convergence with these settings (what the order test measures);
         for stochastic solvers, their weak order."""
 
+    #: whether ``jd.sample`` accepts a grid ending in a zero-length step for this solver
+    #: (diffusers' repeated ``sigma_min``; only solvers whose last step there is meaningful)
+    accepts_zero_final_step = False
+
     @property
     def stochastic(self) -> bool:
         """Whether ``step`` draws noise (then ``jd.sample`` needs a ``key``)."""

@@ -32,7 +32,7 @@ from ..schedules import RectifiedFlow, Schedule, VPDiscrete
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS
-from .dpm_solver import DPMSolver, DPMSolverPP
+from .dpm_solver import DPMSolver, DPMSolverPP, diffusers_singlestep_orders
 from .edm import EulerEDM, HeunEDM
 from .runge_kutta import RungeKutta
 from .sde_dpm_solver import SDEDPMSolverPP
@@ -359,17 +359,22 @@ def _dpm_multistep(config, n_steps):
 
 
 def _dpm_singlestep(config, n_steps):
-    # diffusers counts model evaluations as steps; jaxdist steps take `order` evaluations
-    # each, at log-SNR midpoints: same NFE, stage times not identical.
+    # diffusers' stages are its own timesteps: DPMSolverPP(method="singlestep-grid"), one
+    # evaluation per grid step, diffusers' order list; a repeated sigma_min is kept (the last
+    # group's update lands on its own stage there).
     algo = config.get("algorithm_type", "dpmsolver++")
     if algo not in ("dpmsolver++", "dpmsolver"):
         raise ValueError(f"config['algorithm_type']={algo!r}: use 'dpmsolver++' or 'dpmsolver'.")
     order = _order(config)
+    lof = bool(config.get("lower_order_final", False))
+    grid = grids.from_diffusers(config, n_steps)
+    table = diffusers_singlestep_orders(n_steps, order, lof,
+                                        config.get("final_sigmas_type") == "zero")
     family = DPMSolverPP if algo == "dpmsolver++" else DPMSolver
-    solver = family(order=order, method="singlestep", solver_type=config.get("solver_type",
-                                                                              "midpoint"),
-                    lower_order_final=bool(config.get("lower_order_final", True)))
-    return solver, _vp_grid(config, max(1, n_steps // order)).grid
+    solver = family(order=order, method="singlestep-grid",
+                    solver_type=config.get("solver_type", "midpoint"),
+                    lower_order_final=lof or n_steps % order != 0, grid_orders=tuple(table))
+    return solver, grid
 
 
 def _unipc(config, n_steps):

@@ -41,11 +41,13 @@ from .primitives import (boundary_bound, check_noise_start, check_order, dpm_phi
 
 Array = jax.Array
 
-__all__ = ["DPMSolver", "DPMSolverPP", "DPMFamily", "SOLVER_TYPES", "multistep_weights"]
+__all__ = ["DPMSolver", "DPMSolverPP", "DPMFamily", "SOLVER_TYPES", "multistep_weights",
+           "singlestep_grid_weights", "diffusers_singlestep_orders"]
 
 #: accepted ``solver_type`` names (diffusers' and DPM-Solver's) -> the canonical one
 SOLVER_TYPES = {"midpoint": "midpoint", "dpmsolver": "midpoint", "heun": "heun", "taylor": "heun"}
 _D2_WEIGHT = {"taylor": 2.0, "reference": 1.0}
+_METHODS = ("multistep", "singlestep", "singlestep-grid")
 
 
 def multistep_weights(prediction: str, schedule, grid: Array, orders, solver_type: str = "midpoint",
@@ -81,6 +83,79 @@ def multistep_weights(prediction: str, schedule, grid: Array, orders, solver_typ
     return ratio, b
 
 
+def diffusers_singlestep_orders(n_steps: int, order: int, lower_order_final: bool,
+                                final_zero: bool = False) -> np.ndarray:
+    """diffusers' ``DPMSolverSinglestepScheduler.get_order_list``: the order of each of its
+    ``n_steps`` evaluations, groups ``1, 2, .., k`` (a group of ``k`` evaluations is one
+    singlestep step of order ``k``); with ``lower_order_final`` (or a step count that ``order``
+    does not divide) the last groups are shorter; a final step to ``sigma = 0`` is first
+    order."""
+    n, k = int(n_steps), int(order)
+    full, rest = divmod(n, k)
+    groups = [k] * full
+    if (lower_order_final or rest) and k > 1:  # diffusers switches it on for a remainder
+        if rest == 0:
+            groups = groups[:-1] + ([2, 1] if k == 3 else [1, 1])
+        else:
+            groups = groups + [rest]
+    orders = [o for g in groups for o in range(1, g + 1)]
+    if final_zero and orders:
+        orders[-1] = 1
+    return np.asarray(orders, np.int32)
+
+
+def singlestep_grid_weights(prediction: str, schedule, grid: Array, orders,
+                            solver_type: str = "midpoint") -> tuple[Array, Array]:
+    """diffusers' singlestep DPM-Solver(++) written on the grid's own points, one evaluation per
+    grid step: ``x_{i+1} = ratio_i x_i + b_i . [D_i, D_{i-1}, D_{i-2}]``.
+
+    A step of order ``k`` (``orders [n]``) ends a group that started ``k - 1`` steps before at
+    ``g``: the singlestep update from ``x_g`` with stages at the group's grid points (order 2:
+    ``x_g -> t`` with ``D1 = (D_i - D_g) / r0``, ``r0 = (lambda_i - lambda_g) / h``; order 3:
+    ``D1_1 = (D_i - D_g) / r0`` (midpoint) or the divided differences of all three (heun)).
+    ``x_g`` is recovered from ``x_i`` through the group's earlier (linear) steps, so the update
+    needs no extra state. Returns ``ratio [n]`` and ``b [n, 3]``."""
+    lam = half_log_snr(schedule, grid)
+    n = grid.shape[0] - 1
+    idx = jnp.arange(n)
+    i1, i2 = jnp.maximum(idx - 1, 0), jnp.maximum(idx - 2, 0)
+    s, t, g1, g2 = grid[:-1], grid[1:], grid[i1], grid[i2]
+    l_s, l_t, l_1, l_2 = lam[:-1], lam[1:], lam[i1], lam[i2]
+    midpoint = SOLVER_TYPES[solver_type] == "midpoint"
+
+    def second(g, u, l_g, l_m, l_u):
+        """Coefficient of ``(D_m - D_g)`` in the order-2 step ``g -> u`` (stage at ``m``), and
+        ``c1(g -> u)``."""
+        h = l_u - l_g
+        _, c1 = first_order_coefficients(prediction, schedule, g, u)
+        p2, _ = dpm_phis(prediction, schedule, u, h)
+        return (0.5 * c1 if midpoint else p2) / ((l_m - l_g) / h), c1
+
+    ratio, c1 = first_order_coefficients(prediction, schedule, s, t)
+    zero = jnp.zeros_like(c1)
+    b1 = jnp.stack([c1, zero, zero], 1)
+    # order 2: x_{i+1} = ratio_i (x_i - c1(g1 -> s) D_g) + c1(g1 -> t) D_g + k (D_i - D_g)
+    k, c1_gt = second(g1, t, l_1, l_s, l_t)
+    _, c1_gs = first_order_coefficients(prediction, schedule, g1, s)
+    b2 = jnp.stack([k, c1_gt - k - ratio * c1_gs, zero], 1)
+    # order 3 from g2: x_i = (x_g terms) + c1(g2 -> s) D_g + kk (D_{i-1} - D_g)
+    kk, c1_2s = second(g2, s, l_2, l_1, l_s)
+    h = l_t - l_2
+    r0, r1 = (l_s - l_2) / h, (l_1 - l_2) / h
+    _, c1_2t = first_order_coefficients(prediction, schedule, g2, t)
+    p2, p3 = dpm_phis(prediction, schedule, t, h)
+    if midpoint:
+        w_i, w_1 = p2 / r0, zero
+    else:  # p2 D1 + p3 D2, D1 = (r0/r1 e1 - r1/r0 e0) / (r0 - r1), D2 = 2 (e0/r0 - e1/r1) / (r0 - r1)
+        w_i = (-p2 * r1 / r0 + 2.0 * p3 / r0) / (r0 - r1)
+        w_1 = (p2 * r0 / r1 - 2.0 * p3 / r1) / (r0 - r1)
+    b3 = jnp.stack([w_i, w_1 - ratio * kk,
+                    c1_2t - w_i - w_1 - ratio * (c1_2s - kk)], 1)
+    orders = jnp.where(t == 0, 1, jnp.asarray(orders))[:, None]
+    b = jnp.where(orders == 1, b1, jnp.where(orders == 2, b2, b3))
+    return ratio, b
+
+
 def _pad_rows(c, w, v, S: int, K: int):
     """Pads a ``k``-stage table (rows ``k``) to ``S`` rows, the update moved to the last row."""
     k = c.shape[1]
@@ -95,6 +170,12 @@ def _pad_rows(c, w, v, S: int, K: int):
     return zc, zw, zv
 
 
+def _consistent_groups(table: tuple[int, ...]) -> bool:
+    """Each entry ``k > 1`` follows ``k - 1`` (groups ``1, 2, .., k``)."""
+    return all(k >= 1 and (k == 1 or (j > 0 and table[j - 1] == k - 1))
+               for j, k in enumerate(table))
+
+
 class DPMFamily(ExplicitStages):
     """Shared implementation of :class:`DPMSolver` and :class:`DPMSolverPP`."""
 
@@ -103,8 +184,8 @@ class DPMFamily(ExplicitStages):
     def __post_init__(self):
         name = type(self).__name__
         check_order(name, self.solver_order, (1, 2, 3))
-        if self.method not in ("multistep", "singlestep"):
-            raise ValueError(f"{name}: method={self.method!r}; use 'multistep' or 'singlestep'.")
+        if self.method not in _METHODS:
+            raise ValueError(f"{name}: method={self.method!r}; use one of {_METHODS}.")
         if self.warmup not in ("lower_order", "singlestep"):
             raise ValueError(f"{name}: warmup={self.warmup!r}; use 'lower_order' or 'singlestep'.")
         if self.solver_type not in SOLVER_TYPES:
@@ -122,6 +203,14 @@ class DPMFamily(ExplicitStages):
         if caps and self.method != "multistep":
             raise ValueError(f"{name}: final_orders is a multistep option (method='multistep').")
         object.__setattr__(self, "final_orders", caps)
+        table = tuple(int(k) for k in self.grid_orders)
+        if table and (self.method != "singlestep-grid" or not _consistent_groups(table)):
+            raise ValueError(f"{name}: grid_orders={self.grid_orders!r} is for "
+                             "method='singlestep-grid' and must be groups 1, 2, .., k (k <= "
+                             "order), as diffusers' get_order_list.")
+        if table and max(table) > self.solver_order:
+            raise ValueError(f"{name}: grid_orders={table} exceeds order={self.solver_order}.")
+        object.__setattr__(self, "grid_orders", table)
 
     @property
     def space(self) -> str:
@@ -134,7 +223,13 @@ class DPMFamily(ExplicitStages):
 
     @property
     def history(self) -> int:
-        return self.solver_order - 1 if self.method == "multistep" else 0
+        return self.solver_order - 1 if self.method != "singlestep" else 0
+
+    @property
+    def accepts_zero_final_step(self) -> bool:
+        """``singlestep-grid`` takes diffusers' repeated ``sigma_min`` as its last step (where
+        a group's last update lands on its own stage)."""
+        return self.method == "singlestep-grid"
 
     @property
     def n_stages(self) -> int:
@@ -145,6 +240,14 @@ class DPMFamily(ExplicitStages):
     def step_orders(self, n_steps: int) -> np.ndarray:
         """Static order of each step (a singlestep warm-up step counts as order 2)."""
         p = self.solver_order
+        if self.method == "singlestep-grid":
+            table = np.asarray(self.grid_orders or diffusers_singlestep_orders(
+                n_steps, p, self.lower_order_final), np.int32)
+            if table.size < n_steps:
+                raise ValueError(f"{type(self).__name__}: grid_orders has {table.size} entries "
+                                 f"for {n_steps} steps.")
+            table = table[table.size - n_steps:]  # a later start (img2img) runs the last ones
+            return np.minimum(table, np.arange(n_steps) + 1).astype(np.int32)
         if self.method == "singlestep":
             orders = np.full(n_steps, p, np.int32)
             if self.lower_order_final:
@@ -170,6 +273,8 @@ class DPMFamily(ExplicitStages):
     def order(self) -> int:
         p = self.solver_order
         orders = self.step_orders(16)  # long enough to show every boundary step
+        if self.method == "singlestep-grid":  # the order of a group is that of its last step
+            orders = [o for o, nxt in zip(orders, list(orders[1:]) + [1]) if nxt == 1]
         boundary = [int(k) for k in orders if k < p]
         # the reference 3M update (phi_3 weight) is second order
         bulk = 2 if (p == 3 and self.method == "multistep" and self.third_order == "reference") else p
@@ -203,8 +308,12 @@ class DPMFamily(ExplicitStages):
         """The multistep update of every step at its static order, as stage-table rows."""
         s = grid[:-1]
         n = s.shape[0]
-        ratio, b = multistep_weights(self.prediction, schedule, grid, self.step_orders(n),
-                                     self.solver_type, self.third_order)
+        if self.method == "singlestep-grid":
+            ratio, b = singlestep_grid_weights(self.prediction, schedule, grid,
+                                               self.step_orders(n), self.solver_type)
+        else:
+            ratio, b = multistep_weights(self.prediction, schedule, grid, self.step_orders(n),
+                                         self.solver_type, self.third_order)
         stage_t = jnp.broadcast_to(s[:, None], (n, S))
         c = jnp.zeros((n, S), b.dtype).at[:, S - 1].set(ratio)
         w = jnp.zeros((n, S, S), b.dtype).at[:, S - 1, 0].set(b[:, 0])
@@ -262,7 +371,10 @@ class DPMFamily(ExplicitStages):
 @solver_dataclass
 class DPMSolverPP(DPMFamily):
     """DPM-Solver++ (data prediction). ``order=2`` (multistep) is "DPM++ 2M", ``order=3``
-    "3M"; ``method="singlestep"`` gives "2S"/"3S" (``order`` evaluations per step).
+    "3M"; ``method="singlestep"`` gives "2S"/"3S" (``order`` evaluations per step, stages at
+    log-SNR fractions); ``method="singlestep-grid"`` is diffusers'
+    ``DPMSolverSinglestepScheduler``: the stages are the grid's own points, one evaluation per
+    grid step, a group of ``k`` steps is one singlestep step of order ``k``.
 
     Args (dataclass fields; ``order=`` sets ``solver_order``):
       solver_order: 1, 2 or 3, the order of the update formulas.
@@ -275,6 +387,9 @@ class DPMSolverPP(DPMFamily):
         ``"singlestep"`` (3M only: a singlestep DPM-Solver++-2 first step, one more evaluation,
         which keeps the global order 3).
       third_order: ``"taylor"`` (``2 phi_3``, default) or ``"reference"`` (``phi_3``, diffusers).
+      grid_orders: ``method="singlestep-grid"`` only: the order of each grid step (default
+        :func:`diffusers_singlestep_orders` of the grid's length and ``lower_order_final``); a
+        shorter grid (a later start) takes the last entries, reduced to the outputs it has.
       final_orders: multistep only: caps on the orders of the last ``len(final_orders)`` steps
         (``(2, 1)`` is ``lower_order_final`` for order 3; ``(3, 1)`` diffusers'
         ``euler_at_final``; ``(2,)`` diffusers' order-3 pattern before a repeated ``sigma_min``).
@@ -291,6 +406,7 @@ class DPMSolverPP(DPMFamily):
     warmup: str = "lower_order"
     third_order: str = "taylor"
     final_orders: tuple[int, ...] = ()
+    grid_orders: tuple[int, ...] = ()
     prediction = "x0"
 
 
@@ -307,4 +423,5 @@ class DPMSolver(DPMFamily):
     warmup: str = "lower_order"
     third_order: str = "taylor"
     final_orders: tuple[int, ...] = ()
+    grid_orders: tuple[int, ...] = ()
     prediction = "eps"
