@@ -379,18 +379,19 @@ def _dpm_singlestep(config, n_steps):
 
 def _unipc(config, n_steps):
     _reject(config, "solver_p", (None,), "UniPC with another predictor is not mapped.")
-    g = _vp_grid(config, n_steps)
-    if g.dropped_zero_step:
+    lof = bool(config.get("lower_order_final", True))
+    grid = grids.from_diffusers(config, n_steps)
+    if grid[-1] == grid[-2] and not (lof or _order(config) == 1):
         raise ValueError(
             "UniPCMultistepScheduler with final_sigmas_type='sigma_min' after converted sigmas "
-            "(use_karras_sigmas, ...) ends in a step of zero length whose corrector still "
-            "corrects the previous step with one more model evaluation; jaxdist's UniPC does "
-            "not correct its last step. Use final_sigmas_type='zero'.")
+            "(use_karras_sigmas, ...) and lower_order_final=False takes a step of order "
+            f"{_order(config)} and zero length at the end; use lower_order_final=True or "
+            "final_sigmas_type='zero'.")
     solver = UniPC(order=_order(config), variant=config.get("solver_type", "bh2"),
                    prediction="x0" if config.get("predict_x0", True) else "eps", corrector=True,
-                   lower_order_final=bool(config.get("lower_order_final", True)),
+                   lower_order_final=lof,
                    disable_corrector=tuple(config.get("disable_corrector") or ()))
-    return solver, g.grid
+    return solver, grid
 
 
 def _deis(config, n_steps):

@@ -136,6 +136,12 @@ class UniPC(LinearMultistep):
         object.__setattr__(self, "disable_corrector", tuple(int(i) for i in self.disable_corrector))
 
     @property
+    def accepts_zero_final_step(self) -> bool:
+        """With a first-order last step, diffusers' repeated ``sigma_min`` (a zero-length last
+        step) is exact: it corrects the previous step (one more evaluation) and moves nowhere."""
+        return self.lower_order_final or self.solver_order == 1
+
+    @property
     def space(self) -> str:
         return self.prediction
 
@@ -158,8 +164,8 @@ class UniPC(LinearMultistep):
         and ``corr [n, K]``, the UniC of interval ``i - 1`` applied at the start of step ``i``
         (zero at step 0 and without the corrector)."""
         n = grid.shape[0] - 1
-        orders = jnp.where(grid[1:] == 0, 1,
-                           jnp.asarray(multistep_orders(n, self.solver_order, self.lower_order_final)))
+        static = multistep_orders(n, self.solver_order, self.lower_order_final)
+        orders = jnp.where(grid[1:] == 0, 1, jnp.asarray(static))
         tabs = [unipc_tables(schedule, grid, k, self.prediction, self.variant, self.rho)
                 for k in range(1, self.solver_order + 1)]
         width = self.history
