@@ -168,7 +168,6 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
         float64_schedule(sched)
     dtype = torch.float64 if float64 else torch.float32
     sched.set_timesteps(case["n_steps"])
-    flow = config["_class_name"].startswith("FlowMatch")
     euler = config["_class_name"] in EULER_TYPE
 
     def model(x, t):
