@@ -182,7 +182,8 @@ def _check_grid_values(schedule, grid: Array) -> None:
                    hi=jnp.asarray(schedule.t_max))
 
 
-def sample(solver: Solver, denoiser: BaseDenoiser, x_T: Array, grid: Array, key: Array | None = None,
+def sample(solver: Solver, denoiser: BaseDenoiser, x_T: Array, grid: Array,
+           key: Array | None = None,
            *, cond: dict[str, Any] | None = None, save_trajectory: bool = False,
            remat: bool = False, unroll: int = 1, checks: bool = False) -> SampleResult:
     """Runs ``solver`` on ``denoiser`` from ``x_T`` at ``grid[0]`` down the decreasing ``grid``.

@@ -48,5 +48,6 @@ __all__ = [
     "Euler", "EulerEDM", "Heun", "HeunEDM", "ButcherTableau", "RungeKutta", "AdaptiveDPMSolver",
     "AdaptiveInfo", "DDPMAncestral", "EulerMaruyama", "SDEDPMSolverPP", "EDMStochastic",
     "AnnealedLangevinCorrector", "LangevinCorrector", "NoPredictor", "PredictorCorrector",
-    "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry", "tableaux",
+    "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry",
+    "tableaux",
 ]

@@ -285,10 +285,21 @@ def _vp_grid(config: Mapping[str, Any], n_steps: int) -> _Grid:
     """diffusers' noise levels (``jd.grids.from_diffusers``: spacing, Karras / exponential / beta
     / Lu / flow sigmas, ``lambda_min_clipped``, ``final_sigmas_type``)."""
     grid = grids.from_diffusers(config, n_steps)
-    g = np.asarray(grid)
-    if g.size > 2 and g[-1] == g[-2]:
+    if _repeats_last_level(config, n_steps):
         return _Grid(grid[:-1], True)
     return _Grid(grid, False)
+
+
+def _grid_with_zero_step(config: Mapping[str, Any], n_steps: int) -> Array:
+    """diffusers' grid with its repeated last level (if any) as exactly repeated last time."""
+    grid = grids.from_diffusers(config, n_steps)
+    return grid.at[-1].set(grid[-2]) if _repeats_last_level(config, n_steps) else grid
+
+
+def _repeats_last_level(config: Mapping[str, Any], n_steps: int) -> bool:
+    """diffusers' ``sigmas`` end in a repeated level (a zero-length last step)."""
+    levels = grids.diffusers_sigmas(config, n_steps)
+    return levels.size > 2 and abs(levels[-1] - levels[-2]) <= 1e-9 * abs(levels[-2])
 
 
 def _flow_grid(config: Mapping[str, Any], n_steps: int):
@@ -350,11 +361,12 @@ def _dpm_multistep(config, n_steps):
         raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
                          "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
     finals = _dpm_final_orders(config, n_steps, order, g.dropped_zero_step)
+    third = "reference" if order == 3 else "taylor"  # diffusers' 3M update (phi_3 weight)
     if algo == "dpmsolver++":
-        solver = DPMSolverPP(order=order, solver_type=stype, third_order="reference", **finals)
+        solver = DPMSolverPP(order=order, solver_type=stype, third_order=third, **finals)
     else:
         solver = DPMSolver(order=order, method="multistep", solver_type=stype,
-                           third_order="reference", **finals)
+                           third_order=third, **finals)
     return solver, g.grid
 
 
@@ -367,7 +379,7 @@ def _dpm_singlestep(config, n_steps):
         raise ValueError(f"config['algorithm_type']={algo!r}: use 'dpmsolver++' or 'dpmsolver'.")
     order = _order(config)
     lof = bool(config.get("lower_order_final", False))
-    grid = grids.from_diffusers(config, n_steps)
+    grid = _grid_with_zero_step(config, n_steps)
     table = diffusers_singlestep_orders(n_steps, order, lof,
                                         config.get("final_sigmas_type") == "zero")
     family = DPMSolverPP if algo == "dpmsolver++" else DPMSolver
@@ -380,8 +392,8 @@ def _dpm_singlestep(config, n_steps):
 def _unipc(config, n_steps):
     _reject(config, "solver_p", (None,), "UniPC with another predictor is not mapped.")
     lof = bool(config.get("lower_order_final", True))
-    grid = grids.from_diffusers(config, n_steps)
-    if grid[-1] == grid[-2] and not (lof or _order(config) == 1):
+    grid = _grid_with_zero_step(config, n_steps)
+    if _repeats_last_level(config, n_steps) and not (lof or _order(config) == 1):
         raise ValueError(
             "UniPCMultistepScheduler with final_sigmas_type='sigma_min' after converted sigmas "
             "(use_karras_sigmas, ...) and lower_order_final=False takes a step of order "

@@ -4,8 +4,8 @@ prediction): exponential integrators of the probability-flow ODE in ``lambda = l
 
 With ``h = lambda_t - lambda_s``, the exact solution of the PF-ODE is
 
-* data prediction:  ``x_t = (sigma_t/sigma_s) x_s + sigma_t int_{lambda_s}^{lambda_t} e^l x0(l) dl``,
-* noise prediction: ``x_t = (alpha_t/alpha_s) x_s - alpha_t int_{lambda_s}^{lambda_t} e^-l eps(l) dl``,
+* data prediction:  ``x_t = (sigma_t/sigma_s) x_s + sigma_t int_{lambda_s}^{lambda_t} e^l x0 dl``,
+* noise prediction: ``x_t = (alpha_t/alpha_s) x_s - alpha_t int_{lambda_s}^{lambda_t} e^-l eps dl``,
 
 and the solvers approximate the model output by Taylor expansions in ``lambda`` from previous
 steps (multistep: ``2M``, ``3M``) or from intermediate stages (singlestep: ``2S``, ``3S``, stages at
@@ -146,7 +146,8 @@ def singlestep_grid_weights(prediction: str, schedule, grid: Array, orders,
     p2, p3 = dpm_phis(prediction, schedule, t, h)
     if midpoint:
         w_i, w_1 = p2 / r0, zero
-    else:  # p2 D1 + p3 D2, D1 = (r0/r1 e1 - r1/r0 e0) / (r0 - r1), D2 = 2 (e0/r0 - e1/r1) / (r0 - r1)
+    else:  # p2 D1 + p3 D2 with e0 = D_i - D_g, e1 = D_{i-1} - D_g:
+        # D1 = (r0/r1 e1 - r1/r0 e0) / (r0 - r1), D2 = 2 (e0/r0 - e1/r1) / (r0 - r1)
         w_i = (-p2 * r1 / r0 + 2.0 * p3 / r0) / (r0 - r1)
         w_1 = (p2 * r0 / r1 - 2.0 * p3 / r1) / (r0 - r1)
     b3 = jnp.stack([w_i, w_1 - ratio * kk,
@@ -164,7 +165,8 @@ def _pad_rows(c, w, v, S: int, K: int):
     zw = jnp.zeros((n, S, S), c.dtype)
     zv = jnp.zeros((n, S, K), c.dtype)
     zc = zc.at[:, : k - 1].set(c[:, : k - 1]).at[:, S - 1].set(c[:, k - 1])
-    zw = zw.at[:, : k - 1, : w.shape[2]].set(w[:, : k - 1]).at[:, S - 1, : w.shape[2]].set(w[:, k - 1])
+    m = w.shape[2]
+    zw = zw.at[:, : k - 1, :m].set(w[:, : k - 1]).at[:, S - 1, :m].set(w[:, k - 1])
     if K and v is not None:
         zv = zv.at[:, S - 1, : v.shape[1]].set(v)
     return zc, zw, zv
@@ -277,7 +279,8 @@ class DPMFamily(ExplicitStages):
             orders = [o for o, nxt in zip(orders, list(orders[1:]) + [1]) if nxt == 1]
         boundary = [int(k) for k in orders if k < p]
         # the reference 3M update (phi_3 weight) is second order
-        bulk = 2 if (p == 3 and self.method == "multistep" and self.third_order == "reference") else p
+        reference_3m = p == 3 and self.method == "multistep" and self.third_order == "reference"
+        bulk = 2 if reference_3m else p
         return boundary_bound(bulk, boundary)
 
     def validate(self, schedule, grid):
@@ -359,7 +362,8 @@ class DPMFamily(ExplicitStages):
             c_end, w_end = ratio_0, c1_0[:, None] * jnp.eye(1, dtype=h.dtype)[0]
         else:
             c_end = ratio_0 * c[:, k - 2]
-            w_end = ratio_0[:, None] * w[:, k - 2] + c1_0[:, None] * jnp.eye(k, dtype=h.dtype)[k - 1]
+            last = jnp.eye(k, dtype=h.dtype)[k - 1]
+            w_end = ratio_0[:, None] * w[:, k - 2] + c1_0[:, None] * last
         final = t == 0
         c = c.at[:, k - 1].set(jnp.where(final, c_end, c[:, k - 1]))
         w = w.at[:, k - 1].set(jnp.where(final[:, None], w_end, w[:, k - 1]))

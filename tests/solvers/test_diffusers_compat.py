@@ -19,6 +19,12 @@ def cfg(name, **kw):
     return {"_class_name": name, **SD, **kw}
 
 
+def _dropped(config, n):
+    """diffusers' grid without its repeated final sigma_min (a step that does nothing)."""
+    return jd.grids.from_diffusers(config, n)[:-1]
+
+
+SINGLE3 = cfg("DPMSolverSinglestepScheduler", solver_order=3)
 TABLE = [
     # (config, n_steps, expected solver, expected grid builder)
     (cfg("DPMSolverMultistepScheduler"), 10, DPMSolverPP(order=2, lower_order_final=True), None),
@@ -28,14 +34,26 @@ TABLE = [
      DPMSolver(order=3, method="multistep", solver_type="heun", lower_order_final=True,
                third_order="reference"), None),
     (cfg("DPMSolverMultistepScheduler", use_karras_sigmas=True), 10,
-     DPMSolverPP(order=2), lambda s, n: jd.grids.karras(s, n, final_zero=True)),
+     DPMSolverPP(order=2), None),
+    # defect 3: n Karras levels and a repeated sigma_min (dropped; the order-2 last real step)
     (cfg("DPMSolverMultistepScheduler", use_karras_sigmas=True, final_sigmas_type="sigma_min"), 10,
-     DPMSolverPP(order=2), lambda s, n: jd.grids.karras(s, n)),
-    (cfg("DPMSolverMultistepScheduler", use_lu_lambdas=True), 10,
-     DPMSolverPP(order=2), lambda s, n: jd.grids.logsnr_uniform(s, n, final_zero=True)),
-    (cfg("DPMSolverSinglestepScheduler", solver_order=3), 12,
-     DPMSolverPP(order=3, method="singlestep"), lambda s, n: jd.grids.from_diffusers(
-         cfg("DPMSolverSinglestepScheduler"), 4)),
+     DPMSolverPP(order=2, lower_order_final=False),
+     lambda s, n: _dropped(cfg("DPMSolverMultistepScheduler", use_karras_sigmas=True,
+                               final_sigmas_type="sigma_min"), n)),
+    (cfg("DPMSolverMultistepScheduler", solver_order=3, use_karras_sigmas=True,
+         final_sigmas_type="sigma_min"), 10,
+     DPMSolverPP(order=3, lower_order_final=False, final_orders=(2,), third_order="reference"),
+     lambda s, n: _dropped(cfg("DPMSolverMultistepScheduler", solver_order=3,
+                               use_karras_sigmas=True, final_sigmas_type="sigma_min"), n)),
+    (cfg("DPMSolverMultistepScheduler", use_lu_lambdas=True), 10, DPMSolverPP(order=2), None),
+    # euler_at_final: only the last step is first order
+    (cfg("DPMSolverMultistepScheduler", solver_order=3, euler_at_final=True,
+         lower_order_final=False, final_sigmas_type="sigma_min"), 10,
+     DPMSolverPP(order=3, lower_order_final=False, final_orders=(1,), third_order="reference"),
+     None),
+    # defect 5: diffusers' singlestep stages on its own timesteps, its order list
+    (SINGLE3, 12, DPMSolverPP(order=3, method="singlestep-grid", lower_order_final=False,
+                              grid_orders=(1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 1)), None),
     (cfg("DDIMScheduler", clip_sample=False, set_alpha_to_one=False, steps_offset=1,
          timestep_spacing="leading"), 10, DDIM(), None),
     (cfg("EulerDiscreteScheduler"), 10, EulerEDM(), None),
@@ -48,6 +66,9 @@ def test_table(config, n, solver, grid_fn):
     got_solver, schedule, grid = from_diffusers_scheduler(config, n)
     assert got_solver == solver
     assert isinstance(schedule, jd.schedules.VPDiscrete)
+    # diffusers gives the network integer timesteps after Karras / Lu sigmas: rounded time
+    assert schedule.quantize == bool(config.get("use_karras_sigmas") or
+                                     config.get("use_lu_lambdas"))
     np.testing.assert_allclose(schedule.log_alpha_knots,
                                jd.schedules.VPDiscrete.from_diffusers_config(config).log_alpha_knots)
     want = grid_fn(schedule, n) if grid_fn else jd.grids.from_diffusers(config, n)
@@ -59,8 +80,9 @@ def test_multistep_families_from_other_modules():
                                          solver_type="bh1"), 10).solver
     assert unipc == jd.solvers.UniPC(order=3, variant="bh1", prediction="x0", corrector=True,
                                      lower_order_final=True)
+    # diffusers' DEIS default is solver_order=2
     assert from_diffusers_scheduler(cfg("DEISMultistepScheduler"), 10).solver == \
-        jd.solvers.DEIS(order=3, variable="logrho")
+        jd.solvers.DEIS(order=2, variable="logrho")
     assert from_diffusers_scheduler(cfg("UniPCMultistepScheduler", disable_corrector=[0, 2]),
                                     10).solver.disable_corrector == (0, 2)
     assert from_diffusers_scheduler(cfg("DPMSolverMultistepScheduler", solver_order=3),
@@ -90,8 +112,14 @@ def test_flow_match_shift():
     (cfg("DPMSolverMultistepScheduler", thresholding=True), "DynamicThreshold"),
     (cfg("DDIMScheduler", clip_sample=True), "ClipX0"),
     (cfg("DPMSolverMultistepScheduler", algorithm_type="sde-dpmsolver"), "algorithm_type"),
-    (cfg("DPMSolverMultistepScheduler", use_beta_sigmas=True), "use_beta_sigmas"),
-    (cfg("DPMSolverMultistepScheduler", euler_at_final=True), "euler_at_final"),
+    (cfg("DPMSolverMultistepScheduler", variance_type="learned_range"),
+     "denoiser_from_diffusers"),
+    # defect 6: misspelled keys name the closest known one
+    (cfg("DPMSolverMultistepScheduler", beta_shedule="linear"), "did you mean 'beta_schedule'"),
+    (cfg("UniPCMultistepScheduler", solver_ordr=3), "did you mean 'solver_order'"),
+    (cfg("DEISMultistepScheduler", solver_order=3, use_karras_sigmas=True), "solver_order=2"),
+    (cfg("UniPCMultistepScheduler", use_karras_sigmas=True, final_sigmas_type="sigma_min",
+         lower_order_final=False), "lower_order_final=True"),
     (cfg("DPMSolverMultistepScheduler", prediction_type="weird"), "prediction_type"),
     ({"_class_name": "FlowMatchEulerDiscreteScheduler", "use_dynamic_shifting": True},
      "use_dynamic_shifting"),
@@ -115,7 +143,7 @@ def test_grids_match_diffusers():
         sched = getattr(diffusers, name)(**kwargs)
         sched.set_timesteps(10)
         _, schedule, grid = from_diffusers_scheduler(config, 10)
-        ours = np.asarray(schedule.sigma_over_alpha(grid) if name != "FlowMatchEulerDiscreteScheduler"
-                          else grid)
+        flow = name == "FlowMatchEulerDiscreteScheduler"
+        ours = np.asarray(grid if flow else schedule.sigma_over_alpha(grid))
         np.testing.assert_allclose(ours, sched.sigmas.double().numpy(), rtol=2e-5, atol=1e-6,
                                    err_msg=name)
