@@ -274,9 +274,11 @@ class DPMFamily(ExplicitStages):
     @property
     def order(self) -> int:
         p = self.solver_order
-        orders = self.step_orders(16)  # long enough to show every boundary step
         if self.method == "singlestep-grid":  # the order of a group is that of its last step
+            orders = self.step_orders(18)  # 18: a whole number of groups for every order
             orders = [o for o, nxt in zip(orders, list(orders[1:]) + [1]) if nxt == 1]
+        else:
+            orders = self.step_orders(16)  # long enough to show every boundary step
         boundary = [int(k) for k in orders if k < p]
         # the reference 3M update (phi_3 weight) is second order
         reference_3m = p == 3 and self.method == "multistep" and self.third_order == "reference"

@@ -2,6 +2,8 @@
 grid); clear errors for options that are not reproduced; and, when diffusers is installed (the
 optional 'bench' extra), the grids against diffusers' own ``set_timesteps``."""
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -147,3 +149,134 @@ def test_grids_match_diffusers():
         ours = np.asarray(grid if flow else schedule.sigma_over_alpha(grid))
         np.testing.assert_allclose(ours, sched.sigmas.double().numpy(), rtol=2e-5, atol=1e-6,
                                    err_msg=name)
+
+
+# -- regressions of issue 11 (defects 3, 5, 6) ------------------------------------------------
+
+def test_config_keys_of_other_schedulers_are_ignored_as_in_diffusers():
+    """A config moved between classes (``from_config``) keeps other schedulers' keys; diffusers
+    ignores them, and so does the translator (``clip_sample`` is no DPM-Solver option)."""
+    config = cfg("DPMSolverMultistepScheduler", skip_prk_steps=True, clip_sample=True,
+                 set_alpha_to_one=False, _diffusers_version="0.8.0")
+    assert from_diffusers_scheduler(config, 10).solver == DPMSolverPP(order=2)
+
+
+def test_missing_keys_take_diffusers_defaults():
+    """DDIMScheduler's default spacing is 'leading' (timesteps 900, ..., 0 for 10 steps), its
+    clip_sample is True (a denoiser option), DEIS's order is 2, singlestep's lower_order_final
+    is False."""
+    ddim = {"_class_name": "DDIMScheduler"}
+    with pytest.raises(ValueError, match="clip_sample"):
+        from_diffusers_scheduler(ddim, 10)
+    grid = from_diffusers_scheduler(ddim, 10, denoiser_keys_applied=True).grid
+    np.testing.assert_allclose(np.asarray(grid), np.r_[(np.arange(900, -1, -100) + 1) / 1000, 0])
+    single = from_diffusers_scheduler({"_class_name": "DPMSolverSinglestepScheduler"}, 10).solver
+    assert single.grid_orders == (1, 2) * 4 + (1, 1)  # final_sigmas_type='zero': last order 1
+
+
+def test_denoiser_from_diffusers_learned_variance_and_ddim_clipping(x64):
+    schedule = jd.schedules.VPDiscrete.from_diffusers_config(SD)
+    x = jnp.linspace(-3.0, 3.0, 2 * 3 * 4).reshape(2, 3, 4)
+    t = jnp.asarray(0.3)
+
+    def eps(x, m):
+        return 0.5 * x + 1e-3 * m
+
+    def with_variance(x, m):  # channels: 3 of mean, 3 of variance
+        return jnp.concatenate([eps(x, m), jnp.full_like(x, 7.0)], axis=1)
+
+    config = cfg("DPMSolverMultistepScheduler", variance_type="learned_range")
+    got = jd.solvers.denoiser_from_diffusers(with_variance, config)(x, t)
+    want = jd.Denoiser(eps, schedule)(x, t)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-12)
+    # DDIM's clip_sample clips x0_hat and keeps the model's eps_hat (diffusers' DDIM step)
+    ddim = cfg("DDIMScheduler", clip_sample=True, clip_sample_range=0.5)
+    x0, e = jd.solvers.denoiser_from_diffusers(eps, ddim)(x, t)
+    raw_x0, raw_eps = jd.Denoiser(eps, schedule)(x, t)
+    np.testing.assert_allclose(x0, jnp.clip(raw_x0, -0.5, 0.5), rtol=1e-12)
+    np.testing.assert_allclose(e, raw_eps, rtol=1e-12)
+    # DPM-Solver's thresholding recomputes eps from the thresholded x0 (jd.DynamicThreshold)
+    dpm = cfg("DPMSolverMultistepScheduler", thresholding=True, sample_max_value=1.5)
+    assert isinstance(jd.solvers.denoiser_from_diffusers(eps, dpm), jd.DynamicThreshold)
+
+
+def test_final_orders_caps_the_last_steps(x64):
+    def orders(caps, n=6):
+        return DPMSolverPP(order=3, lower_order_final=False, final_orders=caps).step_orders(n)
+
+    assert orders((2,)).tolist() == [1, 2, 3, 3, 3, 2]
+    assert orders((3, 1)).tolist() == [1, 2, 3, 3, 3, 1]
+    assert orders((2, 1), 7).tolist() == \
+        DPMSolverPP(order=3, lower_order_final=True).step_orders(7).tolist()
+    for bad in ((0,), (4,), (True,)):
+        with pytest.raises(ValueError, match="final_orders"):
+            DPMSolverPP(order=3, final_orders=bad)
+    with pytest.raises(ValueError, match="multistep option"):
+        DPMSolverPP(order=2, method="singlestep", final_orders=(1,))
+
+
+def _vp_problem(n=6):
+    schedule = jd.schedules.VPLinear()
+    gmm = jd.testing.GaussianMixture([1.0], [[0.3, -0.2]], [[0.5, 0.2]])
+    x_T = jax.random.normal(jax.random.key(1), (8, 2), jnp.float64)
+    return schedule, gmm.denoiser(schedule), x_T, jd.grids.logsnr_uniform(schedule, n, 1.0, 1e-2)
+
+
+def _with_stages(schedule, grid, fractions):
+    """The grid with the stages at log-SNR fractions of each step inserted."""
+    lam = schedule.log_snr(grid)
+    pts = [grid[:1]]
+    for i in range(grid.shape[0] - 1):
+        stages = [schedule.t_from_log_snr(lam[i] + r * (lam[i + 1] - lam[i])) for r in fractions]
+        pts.append(jnp.stack(stages + [grid[i + 1]]))
+    return jnp.concatenate(pts)
+
+
+@pytest.mark.parametrize("family", [DPMSolverPP, DPMSolver])
+@pytest.mark.parametrize("solver_type", ["midpoint", "heun"])
+def test_singlestep_grid_is_singlestep_with_stages_on_the_grid(x64, family, solver_type):
+    """diffusers' singlestep (stages are grid points, defect 5) on a grid holding the log-SNR
+    midpoints equals jaxdist's 2S with stages at those midpoints, to rounding."""
+    schedule, den, x_T, grid = _vp_problem()
+    ref = jd.sample(family(order=2, method="singlestep", solver_type=solver_type,
+                           lower_order_final=False), den, x_T, grid)
+    fine = _with_stages(schedule, grid, (0.5,))
+    solver = family(order=2, method="singlestep-grid", solver_type=solver_type,
+                    grid_orders=(1, 2) * 6)
+    got = jd.sample(solver, den, x_T, fine)
+    assert got.nfe == ref.nfe == 12
+    np.testing.assert_allclose(got.x, ref.x, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("order", [2, 3])
+def test_singlestep_grid_order(x64, order):
+    """Order of diffusers' singlestep DPM-Solver++ (midpoint) on grids whose groups are uniform
+    in log-SNR, against the exact Gaussian ODE solution."""
+    schedule, den, x_T, _ = _vp_problem()
+    gmm = jd.testing.GaussianMixture([1.0], [[0.3, -0.2]], [[0.5, 0.2]])
+    fractions = [(), (0.5,), (1 / 3, 2 / 3)][order - 1]
+
+    def grid_fn(n):
+        return _with_stages(schedule, jd.grids.logsnr_uniform(schedule, n, 1.0, 1e-2), fractions)
+
+    solver = DPMSolverPP(order=order, method="singlestep-grid", lower_order_final=False)
+    assert solver.order == order
+    steps = (8, 16, 32)
+    res = jd.testing.measure_order(
+        solver, den, x_T, steps, grid_fn,
+        lambda grid: gmm.ode_solution(schedule, x_T, grid[0], grid[-1]))
+    assert abs(res.order - order) <= 0.2, res
+
+
+def test_zero_length_final_step_only_where_the_solver_takes_it(x64):
+    """diffusers' repeated sigma_min: DPM-Solver++ multistep refuses it (the translator drops
+    it), the singlestep-grid solver and UniPC with a first-order last step take it."""
+    schedule, den, x_T, grid = _vp_problem()
+    repeated = jnp.concatenate([grid, grid[-1:]])
+    with pytest.raises(ValueError, match="repeats its last time"):
+        jd.sample(DPMSolverPP(order=2), den, x_T, repeated)
+    for solver in (DPMSolverPP(order=2, method="singlestep-grid"), jd.solvers.UniPC(order=2)):
+        out = jd.sample(solver, den, x_T, repeated)
+        assert np.all(np.isfinite(out.x)) and out.nfe == 7
+    with pytest.raises(ValueError, match="repeats its last time"):
+        jd.sample(jd.solvers.UniPC(order=2, lower_order_final=False), den, x_T, repeated)
