@@ -185,9 +185,10 @@ class _LearnedVariance:
 
 
 def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any]) -> BaseDenoiser:
-    """The ``jd.Denoiser`` of a network ``fn(x, t)`` (``t``: diffusers' timestep, which jaxdist
-    gives as ``schedule.model_time``) for a diffusers scheduler ``config``, as that scheduler
-    reads the model output:
+    """The ``jd.Denoiser`` of a network ``fn(x, t)`` for a diffusers scheduler ``config``, with
+    ``t`` diffusers' timestep (``schedule.model_time`` for beta schedules; ``N`` times the flow
+    time for flow matching, truncated to an integer with ``use_flow_sigmas`` as diffusers does),
+    reading the model output as that scheduler does:
 
     * ``prediction_type`` (:func:`prediction_from_diffusers`);
     * ``variance_type="learned"`` / ``"learned_range"``: the output has ``2 C`` channels (axis 1),
@@ -209,10 +210,13 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
     if str(own.get("variance_type")) in ("learned", "learned_range") and \
             own.get("prediction_type", "epsilon") == "epsilon":
         fn = _LearnedVariance(fn)
-    if _timestep_rounding(own) == "trunc":
-        fn = _TruncatedTime(fn)
-    return _wrap_thresholds(Denoiser(fn, _schedule(own), prediction_from_diffusers(own)),
-                            own)
+    schedule = _schedule(own)
+    if isinstance(schedule, RectifiedFlow):  # diffusers' timestep is N sigma (int: flow sigmas)
+        fn = _DiffusersTimestep(fn, float(own.get("num_train_timesteps", 1000)),
+                                truncate=bool(own.get("use_flow_sigmas")))
+    elif _timestep_rounding(own) == "trunc":
+        fn = _DiffusersTimestep(fn, truncate=True)
+    return _wrap_thresholds(Denoiser(fn, schedule, prediction_from_diffusers(own)), own)
 
 
 def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenoiser:
@@ -246,14 +250,16 @@ def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
     return "trunc"
 
 
-class _TruncatedTime:
-    """``fn(x, t)`` called with ``floor(t)`` (diffusers casts those timesteps to integers)."""
+class _DiffusersTimestep:
+    """``fn(x, t)`` called with diffusers' timestep: ``scale * t`` (flows: ``N t``), then
+    ``floor`` where diffusers casts it to an integer."""
 
-    def __init__(self, fn: Callable[..., Array]):
-        self.fn = fn
+    def __init__(self, fn: Callable[..., Array], scale: float = 1.0, truncate: bool = False):
+        self.fn, self.scale, self.truncate = fn, float(scale), bool(truncate)
 
     def __call__(self, x, t, **cond):
-        return self.fn(x, jax.numpy.floor(t + 1e-6), **cond)
+        t = self.scale * jax.numpy.asarray(t)
+        return self.fn(x, jax.numpy.floor(t + 1e-6) if self.truncate else t, **cond)
 
 
 def _schedule(config: Mapping[str, Any]) -> Schedule:

@@ -12,10 +12,10 @@ diffusers timestep. :func:`full_loop` runs one such case (a dict, as stored in
 * ``n_steps``; ``t_start`` (diffusers' ``test_full_loop_with_noise``: the loop starts at the
   ``t_start``-th timestep from ``add_noise(sample, noise)``; 0 for the plain loop).
 
-The model's time: jaxdist passes ``schedule.model_time(t)`` (the timestep index for
-``VPDiscrete``, the flow time for ``RectifiedFlow``, which diffusers multiplies by
-``num_train_timesteps``). Euler-type schedulers (``Euler``, ``Heun``) hold ``x / alpha``
-(``sigma`` units); the loop here converts at both ends, so it is diffusers' plain loop
+The model's time is diffusers' timestep (``jd.solvers.denoiser_from_diffusers`` converts
+jaxdist's model time: the index for ``VPDiscrete``, ``N`` times the flow time). Euler-type
+schedulers (``Euler``, ``Heun``) hold ``x / alpha`` (``sigma`` units); the loop here converts
+at both ends, so it is diffusers' plain loop
 (``model(scale_model_input(x), t)``, not the tests' loop that writes the scaled input back).
 """
 
@@ -26,7 +26,7 @@ from typing import Any, Mapping
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["dummy_sample_deter", "dummy_noise_deter", "full_loop", "EULER_TYPE"]
+__all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "full_loop", "EULER_TYPE"]
 
 #: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
 EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
@@ -51,17 +51,10 @@ def dummy_noise_deter() -> np.ndarray:
     return _deter(True)
 
 
-def _model(schedule, n_train: int):
-    """``x t / (t + 1)`` in diffusers' timestep ``t`` (flow time times ``N`` for flows)."""
-    import jaxdist as jd
-
-    flow = isinstance(schedule, jd.schedules.RectifiedFlow)
-
-    def fn(x, t):
-        t = jnp.asarray(t, x.dtype) * (n_train if flow else 1)
-        return x * t / (t + 1)
-
-    return fn
+def dummy_model(x, t):
+    """diffusers' ``dummy_model``: ``x t / (t + 1)`` in diffusers' timestep ``t``."""
+    t = jnp.asarray(t, x.dtype)
+    return x * t / (t + 1)
 
 
 def full_loop(case: Mapping[str, Any]) -> np.ndarray:
@@ -73,8 +66,7 @@ def full_loop(case: Mapping[str, Any]) -> np.ndarray:
     n, t_start = int(case["n_steps"]), int(case.get("t_start", 0))
     solver, schedule, grid = jd.solvers.from_diffusers_scheduler(config, n,
                                                                  denoiser_keys_applied=True)
-    den = denoiser_from_diffusers(_model(schedule, int(config.get("num_train_timesteps", 1000))),
-                                  config)
+    den = denoiser_from_diffusers(dummy_model, config)
     dtype = jnp.asarray(grid).dtype
     x0, noise = (jnp.asarray(a, dtype) for a in (dummy_sample_deter(), dummy_noise_deter()))
     euler = config["_class_name"] in EULER_TYPE
