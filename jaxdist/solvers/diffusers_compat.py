@@ -4,18 +4,21 @@
 config (``scheduler.config`` or ``scheduler_config.json`` as a dict, with ``_class_name``) and
 returns the jaxdist solver, the schedule (``VPDiscrete`` of the config's betas, or
 ``RectifiedFlow`` for flow matching) and the grid that visits the same noise levels as
-``scheduler.set_timesteps(n_steps)``. Wrap the network with the config's ``prediction_type``:
-``jd.Denoiser(fn, schedule, prediction=prediction_from_diffusers(config))``.
+``scheduler.set_timesteps(n_steps)``. ``denoiser_from_diffusers(fn, config)`` wraps the network
+as that scheduler reads its output (prediction type, learned variance, thresholding, the
+timestep diffusers gives it).
 
-Options jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix; options
-that do not change the result (e.g. ``steps_offset`` with ``linspace`` spacing) are accepted.
-See ``docs/diffusers.md`` for the table of names and the known differences. Each scheduler
-class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid); the
-shared keys (betas, prediction type, thresholding) are handled once.
+Missing keys take diffusers 0.42.1's class defaults (:data:`DEFAULTS`); other schedulers' keys
+are ignored as diffusers does; an unknown key is an error naming the closest known one. Options
+jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix. Each scheduler
+class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid).
 
-For diffusers' numbers, the translators choose diffusers' variants: the 3M update weighted by
-``phi_3`` (``third_order="reference"``), DEIS in ``log rho`` (``variable="logrho"``), lower-order
-final steps only below 15 steps for DPM-Solver multistep.
+For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 68 full loops of
+diffusers' scheduler tests to 1e-4), the translators choose diffusers' variants: the 3M update
+weighted by ``phi_3`` (``third_order="reference"``), DEIS in ``log rho``, lower-order final steps
+only below 15 steps for DPM-Solver multistep and DEIS (``final_orders`` for ``euler_at_final``
+and before a repeated ``sigma_min``), and diffusers' singlestep stages on its own timesteps
+(``method="singlestep-grid"``). See ``docs/diffusers.md``.
 """
 
 from __future__ import annotations
