@@ -56,6 +56,16 @@ DDIM = dict(LINEAR, _class_name="DDIMScheduler", clip_sample=True)
 EULER = dict(LINEAR, _class_name="EulerDiscreteScheduler", num_train_timesteps=1100)
 HEUN = dict(LINEAR, _class_name="HeunDiscreteScheduler", num_train_timesteps=1100)
 FLOW = {"_class_name": "FlowMatchEulerDiscreteScheduler", "num_train_timesteps": 1000}
+EDM_DPM = {"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_min": 0.002, "sigma_max": 80.0,
+           "sigma_data": 0.5, "num_train_timesteps": 1000, "solver_order": 2,
+           "prediction_type": "epsilon", "thresholding": False, "sample_max_value": 1.0,
+           "algorithm_type": "dpmsolver++", "solver_type": "midpoint",
+           "lower_order_final": False, "euler_at_final": False, "final_sigmas_type": "sigma_min"}
+LMS = dict(LINEAR, _class_name="LMSDiscreteScheduler", num_train_timesteps=1100)
+KDPM2 = dict(LINEAR, _class_name="KDPM2DiscreteScheduler", num_train_timesteps=1100)
+SIGMA_UNITS = ("LMSDiscreteScheduler", "KDPM2DiscreteScheduler")  # not translated by jaxdist
+EDM_EULER = {"_class_name": "EDMEulerScheduler", "num_train_timesteps": 256, "sigma_min": 0.002,
+             "sigma_max": 80.0}
 
 
 def cases() -> list[dict]:
@@ -143,6 +153,24 @@ def cases() -> list[dict]:
             use_karras_sigmas=True)
         add(f"{short}_noise", "test_full_loop_with_noise", base, t_start=8)
         add(f"{short}_trailing", "(options)", base, timestep_spacing="trailing")
+    # test_scheduler_edm_dpmsolver_multistep.py / test_scheduler_edm_euler.py (the plain loop:
+    # the network gets scale_model_input's c_in x)
+    add("edm_dpm", "test_full_loop_no_noise", EDM_DPM)
+    add("edm_dpm_noise", "test_full_loop_with_noise", EDM_DPM, t_start=5)
+    add("edm_dpm_thres", "test_full_loop_no_noise_thres", EDM_DPM, thresholding=True,
+        dynamic_thresholding_ratio=0.87, sample_max_value=0.5)
+    add("edm_dpm_v", "test_full_loop_with_v_prediction", EDM_DPM, prediction_type="v_prediction")
+    # (order 3 before the repeated sigma_min is NaN in diffusers: 0/0 in its zero-length step)
+    add("edm_dpm_o3_heun", "test_solver_order_and_type (full loop)", EDM_DPM, solver_order=3,
+        solver_type="heun", final_sigmas_type="zero")
+    add("edm_dpm_exponential", "(options)", EDM_DPM, sigma_schedule="exponential",
+        final_sigmas_type="zero")
+    add("edm_euler", "test_full_loop_no_noise", EDM_EULER)
+    # test_scheduler_lms.py / test_scheduler_kdpm2_discrete.py: no jaxdist translator
+    add("lms", "test_full_loop_no_noise", LMS)
+    add("lms_karras", "test_full_loop_device_karras_sigmas", LMS, use_karras_sigmas=True)
+    add("kdpm2", "test_full_loop_no_noise", KDPM2)
+    add("kdpm2_v", "test_full_loop_with_v_prediction", KDPM2, prediction_type="v_prediction")
     # flow matching (the dummy model on diffusers' flow schedulers)
     add("flow_euler", "(options)", FLOW)
     add("flow_euler_shift3", "(options)", FLOW, shift=3.0)
@@ -168,14 +196,15 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
         float64_schedule(sched)
     dtype = torch.float64 if float64 else torch.float32
     sched.set_timesteps(case["n_steps"])
-    euler = config["_class_name"] in EULER_TYPE
+    euler = config["_class_name"] in EULER_TYPE + SIGMA_UNITS
+    edm = config["_class_name"].startswith("EDM")
 
     def model(x, t):
         t = torch.as_tensor(t, dtype=x.dtype)
         return x * t / (t + 1)
 
     sample = torch.tensor(dummy_sample_deter(), dtype=dtype)
-    if euler:
+    if euler or config["_class_name"] == "EDMEulerScheduler":
         sample = sample * sched.init_noise_sigma
     timesteps = sched.timesteps
     if case["t_start"]:
@@ -186,7 +215,7 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
     step_args = inspect.signature(sched.step).parameters
     with torch.no_grad():
         for t in timesteps:
-            x_in = sched.scale_model_input(sample, t) if euler else sample
+            x_in = sched.scale_model_input(sample, t) if (euler or edm) else sample
             extra = {"generator": generator} if "generator" in step_args else {}
             out = sched.step(model(x_in, t), t, sample, **extra)
             sample = out.prev_sample.to(dtype)

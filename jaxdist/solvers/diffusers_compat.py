@@ -30,8 +30,9 @@ import jax
 import numpy as np
 
 from .. import grids
-from ..denoiser import BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold
-from ..schedules import RectifiedFlow, Schedule, VPDiscrete
+from ..denoiser import (BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold,
+                        EDMPreconditioned)
+from ..schedules import EDM, RectifiedFlow, Schedule, VPDiscrete
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS
@@ -103,6 +104,13 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "HeunDiscreteScheduler": frozenset(_BETAS + (
         "use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "clip_sample",
         "clip_sample_range", "timestep_spacing", "steps_offset")),
+    "EDMDPMSolverMultistepScheduler": frozenset(_THRESHOLD + (
+        "sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps",
+        "prediction_type", "rho", "solver_order", "algorithm_type", "solver_type",
+        "lower_order_final", "euler_at_final", "final_sigmas_type")),
+    "EDMEulerScheduler": frozenset((
+        "sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps",
+        "prediction_type", "rho", "final_sigmas_type")),
     "FlowMatchEulerDiscreteScheduler": frozenset((
         "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
         "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal",
@@ -111,6 +119,9 @@ CONFIG_KEYS: dict[str, frozenset] = {
 }
 _BETA_DEFAULTS = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
                   "beta_schedule": "linear", "prediction_type": "epsilon"}
+_EDM_DEFAULTS = {"sigma_min": 0.002, "sigma_max": 80.0, "sigma_data": 0.5,
+                 "sigma_schedule": "karras", "num_train_timesteps": 1000,
+                 "prediction_type": "epsilon", "rho": 7.0}
 #: diffusers 0.42.1's defaults of the keys that change the numbers (a missing key takes these)
 DEFAULTS: dict[str, dict] = {
     "DPMSolverMultistepScheduler": dict(
@@ -133,6 +144,10 @@ DEFAULTS: dict[str, dict] = {
                                    final_sigmas_type="zero"),
     "HeunDiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
                                   clip_sample=False, timestep_spacing="linspace", steps_offset=0),
+    "EDMDPMSolverMultistepScheduler": dict(
+        _EDM_DEFAULTS, solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
+        lower_order_final=True, euler_at_final=False, final_sigmas_type="zero"),
+    "EDMEulerScheduler": dict(_EDM_DEFAULTS, final_sigmas_type="zero"),
     "FlowMatchEulerDiscreteScheduler": {"num_train_timesteps": 1000, "shift": 1.0},
 }
 #: keys of diffusers' other schedulers (DDPM, PNDM, LMS, KDPM2, EDM, LCM, SA-Solver, ...):
@@ -214,6 +229,13 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
             own.get("prediction_type", "epsilon") == "epsilon":
         fn = _LearnedVariance(fn)
     schedule = _schedule(own)
+    if _is_edm(own):  # diffusers' EDM schedulers precondition the network's input and output
+        kind = own.get("prediction_type", "epsilon")
+        if kind not in ("epsilon", "v_prediction"):
+            raise ValueError(f"config['prediction_type']={kind!r}: the EDM schedulers take "
+                             "'epsilon' (EDM's F) or 'v_prediction'.")
+        net = fn if kind == "epsilon" else _Negated(fn)  # v: c_out changes sign
+        return _wrap_thresholds(EDMPreconditioned(net, schedule, float(own["sigma_data"])), own)
     if isinstance(schedule, RectifiedFlow):  # diffusers' timestep is N sigma (int: flow sigmas)
         fn = _DiffusersTimestep(fn, float(own.get("num_train_timesteps", 1000)),
                                 truncate=bool(own.get("use_flow_sigmas")))
@@ -253,6 +275,16 @@ def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
     return "trunc"
 
 
+class _Negated:
+    """``-fn(x, t)``."""
+
+    def __init__(self, fn: Callable[..., Array]):
+        self.fn = fn
+
+    def __call__(self, x, t, **cond):
+        return -self.fn(x, t, **cond)
+
+
 class _DiffusersTimestep:
     """``fn(x, t)`` called with diffusers' timestep: ``scale * t`` (flows: ``N t``), then
     ``floor`` where diffusers casts it to an integer."""
@@ -268,6 +300,9 @@ class _DiffusersTimestep:
 def _schedule(config: Mapping[str, Any]) -> Schedule:
     """``VPDiscrete`` of the betas (``RectifiedFlow`` for flow matching and ``use_flow_sigmas``),
     the model's time rounded where diffusers rounds the timesteps of converted sigmas."""
+    if _is_edm(config):
+        return EDM(sigma_min=float(config["sigma_min"]), sigma_max=float(config["sigma_max"]),
+                   sigma_data=float(config["sigma_data"]))
     schedule = grids.diffusers_schedule(config)
     if _timestep_rounding(config) == "round":
         return VPDiscrete.from_diffusers_config(config, quantize=True)
@@ -290,10 +325,39 @@ class _Grid(NamedTuple):
     dropped_zero_step: bool
 
 
+def _is_edm(config: Mapping[str, Any]) -> bool:
+    return str(config.get("_class_name", "")).startswith("EDM")
+
+
+def _edm_levels(config: Mapping[str, Any], n_steps: int) -> np.ndarray:
+    """The EDM schedulers' sigmas: Karras (``rho``) or log-uniform from ``sigma_max`` to
+    ``sigma_min`` (``n`` points), then 0 or ``sigma_min`` (``final_sigmas_type``)."""
+    lo, hi = float(config["sigma_min"]), float(config["sigma_max"])
+    kind = config.get("sigma_schedule", "karras")
+    if kind == "karras":
+        rho = float(config.get("rho", 7.0))
+        ramp = np.linspace(0.0, 1.0, n_steps)
+        levels = (hi ** (1 / rho) + ramp * (lo ** (1 / rho) - hi ** (1 / rho))) ** rho
+    elif kind == "exponential":
+        levels = np.exp(np.linspace(np.log(lo), np.log(hi), n_steps))[::-1]
+    else:
+        raise ValueError(f"config['sigma_schedule']={kind!r}: use 'karras' or 'exponential'.")
+    final = config.get("final_sigmas_type", "zero")
+    if final not in ("zero", "sigma_min"):
+        raise ValueError(f"config['final_sigmas_type']={final!r}: use 'zero' or 'sigma_min'.")
+    return np.append(levels, 0.0 if final == "zero" else lo)
+
+
+def _diffusers_grid(config: Mapping[str, Any], n_steps: int) -> Array:
+    if _is_edm(config):  # EDM times are the sigmas
+        return jax.numpy.asarray(_edm_levels(config, n_steps), dtype=grids.common.float_dtype())
+    return grids.from_diffusers(config, n_steps)
+
+
 def _vp_grid(config: Mapping[str, Any], n_steps: int) -> _Grid:
     """diffusers' noise levels (``jd.grids.from_diffusers``: spacing, Karras / exponential / beta
-    / Lu / flow sigmas, ``lambda_min_clipped``, ``final_sigmas_type``)."""
-    grid = grids.from_diffusers(config, n_steps)
+    / Lu / flow sigmas, ``lambda_min_clipped``, ``final_sigmas_type``; the EDM schedulers')."""
+    grid = _diffusers_grid(config, n_steps)
     if _repeats_last_level(config, n_steps):
         return _Grid(grid[:-1], True)
     return _Grid(grid, False)
@@ -301,13 +365,13 @@ def _vp_grid(config: Mapping[str, Any], n_steps: int) -> _Grid:
 
 def _grid_with_zero_step(config: Mapping[str, Any], n_steps: int) -> Array:
     """diffusers' grid with its repeated last level (if any) as exactly repeated last time."""
-    grid = grids.from_diffusers(config, n_steps)
+    grid = _diffusers_grid(config, n_steps)
     return grid.at[-1].set(grid[-2]) if _repeats_last_level(config, n_steps) else grid
 
 
 def _repeats_last_level(config: Mapping[str, Any], n_steps: int) -> bool:
     """diffusers' ``sigmas`` end in a repeated level (a zero-length last step)."""
-    levels = grids.diffusers_sigmas(config, n_steps)
+    levels = (_edm_levels if _is_edm(config) else grids.diffusers_sigmas)(config, n_steps)
     return levels.size > 2 and abs(levels[-1] - levels[-2]) <= 1e-9 * abs(levels[-2])
 
 
@@ -446,6 +510,8 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "DDIMScheduler": _fixed(DDIM),
     "EulerDiscreteScheduler": _fixed(EulerEDM),
     "HeunDiscreteScheduler": _fixed(HeunEDM),
+    "EDMDPMSolverMultistepScheduler": _dpm_multistep,
+    "EDMEulerScheduler": _fixed(EulerEDM),
 }
 
 
@@ -484,7 +550,7 @@ def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int, *,
         raise ValueError(f"n_steps={n_steps!r} must be a positive integer.")
     cls = str(config.get("_class_name", ""))
     if cls not in SUPPORTED_SCHEDULERS:
-        close = difflib.get_close_matches(cls, SUPPORTED_SCHEDULERS, n=1)
+        close = difflib.get_close_matches(cls, SUPPORTED_SCHEDULERS, n=1, cutoff=0.9)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"config['_class_name']={cls!r} is not supported.{hint} Known: "
                          f"{', '.join(SUPPORTED_SCHEDULERS)}.")

@@ -71,7 +71,11 @@ def full_loop(case: Mapping[str, Any]) -> np.ndarray:
     x0, noise = (jnp.asarray(a, dtype) for a in (dummy_sample_deter(), dummy_noise_deter()))
     euler = config["_class_name"] in EULER_TYPE
     t0 = grid[t_start]
-    if euler:  # diffusers: x = sample * init_noise_sigma (+ sigma noise), in sigma units
+    if config["_class_name"] == "EDMEulerScheduler":  # init_noise_sigma = sqrt(s_max^2 + 1)
+        x = x0 * jnp.sqrt(schedule.sigma(grid[0]) ** 2 + 1.0)
+        if t_start:
+            x = x + noise * schedule.sigma(t0)
+    elif euler:  # diffusers: x = sample * init_noise_sigma (+ sigma noise), in sigma units
         s_max = schedule.sigma_over_alpha(grid[0])
         spacing = config.get("timestep_spacing", "linspace")
         init = s_max if spacing in ("linspace", "trailing") else jnp.sqrt(s_max**2 + 1.0)
