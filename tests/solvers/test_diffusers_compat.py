@@ -280,3 +280,28 @@ def test_zero_length_final_step_only_where_the_solver_takes_it(x64):
         assert np.all(np.isfinite(out.x)) and out.nfe == 7
     with pytest.raises(ValueError, match="repeats its last time"):
         jd.sample(jd.solvers.UniPC(order=2, lower_order_final=False), den, x_T, repeated)
+
+
+def test_edm_schedulers_map_to_the_edm_schedule():
+    """EDMDPMSolverMultistepScheduler / EDMEulerScheduler: jd.schedules.EDM, Karras sigmas (a
+    repeated sigma_min dropped), EDM preconditioning of the network, v with c_out negated."""
+    config = {"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_max": 80.0,
+              "final_sigmas_type": "sigma_min", "lower_order_final": False}
+    solver, schedule, grid = from_diffusers_scheduler(config, 10)
+    assert schedule == jd.schedules.EDM(sigma_min=0.002, sigma_max=80.0, sigma_data=0.5)
+    assert solver == DPMSolverPP(order=2, lower_order_final=False)
+    ramp = np.linspace(0, 1, 10)
+    karras = (80 ** (1 / 7) + ramp * (0.002 ** (1 / 7) - 80 ** (1 / 7))) ** 7
+    np.testing.assert_allclose(np.asarray(grid), karras, rtol=1e-6)  # sigma_min step dropped
+
+    def net(x, c_noise):
+        return x * c_noise
+
+    x, t = jnp.ones((2, 3)), jnp.asarray(1.5)
+    den = jd.solvers.denoiser_from_diffusers(net, config)
+    assert isinstance(den, jd.EDMPreconditioned)
+    v = jd.solvers.denoiser_from_diffusers(net, dict(config, prediction_type="v_prediction"))
+    c_skip, c_out, c_in, c_noise = den.scalings(t)
+    np.testing.assert_allclose(v(x, t)[0], c_skip * x - c_out * c_in * x * c_noise, rtol=1e-6)
+    euler = from_diffusers_scheduler({"_class_name": "EDMEulerScheduler"}, 10)
+    assert euler.solver == EulerEDM() and float(euler.grid[-1]) == 0.0
