@@ -244,7 +244,8 @@ def _multi_student(config: dict, teacher_config: dict, teacher: Teacher | None, 
                                fake_tx=fake_tx, disc_params=disc_params, disc_tx=disc_tx)
     step_fn, extra = None, None
     if training:
-        fake = (lambda p: denoiser_from_apply(apply_fn, p, schedule, prediction))
+        def fake(p):
+            return denoiser_from_apply(apply_fn, p, schedule, prediction)
         b = config["batch_size"]
         gen_loss = dmd_lib.make_generator_loss(
             generator, teacher.denoiser, fake, sample_shape=(dim,), batch_size=b,
