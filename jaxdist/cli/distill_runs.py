@@ -439,7 +439,7 @@ def train_fewstep_run(checkpoint_dir: str | Path, *, data: str = "two-moons",
 def restore_student(checkpoint_dir: str | Path, step: int | None = None) -> tuple[dict, Any, Any]:
     """``(config, state, student)`` of a :func:`distill_run` / :func:`train_fewstep_run` folder
     (the teacher is not needed)."""
-    with Checkpointer(checkpoint_dir) as ckpt:
+    with Checkpointer(checkpoint_dir, read_only=True) as ckpt:
         config = ckpt.restore_config(step)
         if config.get("kind") not in ("distill", "fewstep"):
             raise CheckpointError(f"{ckpt.directory} is not a distill or few-step run (it has no "

@@ -118,12 +118,13 @@ def _dpm_multistep(config, n_steps, schedule):
     lof = _multistep_lof(config, n_steps)
     stype = config.get("solver_type", "midpoint")
     order = _order(config)
+    third = "reference" if order == 3 else "taylor"  # diffusers' 3M weights (2M: the same)
     if algo == "dpmsolver++":
         solver = DPMSolverPP(order=order, solver_type=stype, lower_order_final=lof,
-                             third_order="reference")
+                             third_order=third)
     elif algo == "dpmsolver":
         solver = DPMSolver(order=order, method="multistep", solver_type=stype,
-                           lower_order_final=lof, third_order="reference")
+                           lower_order_final=lof, third_order=third)
     elif algo == "sde-dpmsolver++":
         solver = SDEDPMSolverPP(order=order, solver_type=stype, lower_order_final=lof)
     else:

@@ -23,7 +23,7 @@ def test_by_name_builds_the_documented_settings():
     assert registry.by_name("dpm++3m-o3").order == 3
 
 
-@pytest.mark.parametrize("name,suggestion", [("dpmpp2m", "dpm++2m"), ("unipcc", "unipc"),
+@pytest.mark.parametrize("name,suggestion", [("dpmpp2mm", "dpm++2m"), ("unipcc", "unipc"),
                                              ("heunn", "heun")])
 def test_unknown_name_suggests(name, suggestion):
     with pytest.raises(ValueError, match=f"did you mean '{suggestion}'"):
