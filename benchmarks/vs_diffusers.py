@@ -195,7 +195,9 @@ def speed(batches=(1, 64, 1024), n_steps=10, reps=30, progress=True) -> dict:
                      "speedup_target_met": t_torch / t_jax >= 3.0})
     return {"model": "MLP 2->256->256->2 (SiLU), time/1000 as an extra input, float32",
             "sampler": "DPM-Solver++ 2M (DPMSolverMultistepScheduler defaults), NFE 10",
-            "repetitions": reps, "statistic": "median wall time after one warm-up run, the jaxdist run and its bare model calls interleaved, then the diffusers loop and its bare torch calls",
+            "repetitions": reps,
+            "statistic": ("median wall time after one warm-up run, the jaxdist run and its bare "
+                          "model calls interleaved, then the diffusers loop and its bare torch calls"),
             "torch_threads": 2, "max_abs_difference_of_outputs": diff,
             "devices": [str(d) for d in jax.devices()], "results": rows}
 

@@ -192,7 +192,8 @@ def consistency_fn(apply_fn: Callable[..., Array], params: Any, x: Array, s: Arr
     """The consistency function (Song et al. 2023) in the EDM space ``x = x0 + s z``:
 
     ``f(x, s) = c_skip x + c_out F(c_in x, log(s)/4)`` with
-    ``c_skip = sd^2 / ((s - s_min)^2 + sd^2)``, ``c_out = (s - s_min) sd / sqrt(s^2 + sd^2)``, ``c_in = 1 / sqrt(s^2 + sd^2)``, so
+    ``c_skip = sd^2 / ((s - s_min)^2 + sd^2)``, ``c_out = (s - s_min) sd / sqrt(s^2 + sd^2)``,
+    ``c_in = 1 / sqrt(s^2 + sd^2)``, so
     ``f(x, s_min) = x`` exactly. ``x [B, ...]``; ``s`` scalar or ``[B]``;
     ``F = apply_fn(params, ., ., **cond)``.
     """

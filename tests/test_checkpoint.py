@@ -101,7 +101,8 @@ def test_one_writer_per_folder(tmp_path):
     Checkpointer(tmp_path / "ck").close()
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax reader coroutines left after the error
+# orbax reader coroutines are left after the error
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_mismatched_checkpoint_errors(tmp_path):
     with Checkpointer(tmp_path / "ck") as ck:
         ck.save(1, _state(), config={"hidden": 16}, force=True)
@@ -119,7 +120,8 @@ def _data_files(step_dir: Path) -> list[Path]:
     return sorted(p for p in step_dir.rglob("*") if p.is_file() and p.parent.name == "d")
 
 
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # orbax reader coroutines left after the error
+# orbax reader coroutines are left after the error
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_truncated_checkpoint_is_an_error_and_older_steps_survive(tmp_path):
     state = _state()
     with Checkpointer(tmp_path / "ck", save_every=1) as ck:

@@ -13,7 +13,7 @@ scratch, sample the students.
 Every run shows a progress bar, checkpoints the whole state (all networks and optimiser
 states) with :class:`jaxdist.checkpoint.Checkpointer` beside a JSON config, resumes from the
 newest checkpoint bitwise (keys and data are functions of the step), runs data-parallel on
-:func:`jaxdist.parallel.data_mesh` and stops with :class:`NonFiniteLossError` before saving a
+:func:`jaxdist.parallel.data_mesh` and stops with :class:`jaxdist.train.NonFiniteError` before saving a
 non-finite state. Arguments are plain keywords (the command line wraps them).
 """
 
@@ -37,14 +37,14 @@ from ..objectives.meanflow import make_meanflow_loss, meanflow_sample
 from ..objectives.scm import make_scm_loss, scm_init_params, scm_sample
 from ..objectives.shortcut import make_shortcut_loss, shortcut_sample
 from ..schedules import EDM
-from ..train import TrainState, fit, init_train_state
+from ..train import NonFiniteError, TrainState, fit, init_train_state
 from ..distill.state import DistillState, init_distill_state, make_distill_step
 from .runs import build_run
 from .time_grids import build_grid
 
 Array = jax.Array
 
-__all__ = ["DISTILL_METHODS", "FEWSTEP_METHODS", "DISTILL_DEFAULTS", "NonFiniteLossError",
+__all__ = ["DISTILL_METHODS", "FEWSTEP_METHODS", "DISTILL_DEFAULTS",
            "Teacher", "load_teacher", "distill_run", "train_fewstep_run", "sample_student",
            "restore_student", "mlp_features"]
 
@@ -68,10 +68,6 @@ DISTILL_DEFAULTS: dict[str, Any] = {
     "time_sampler": "uniform", "warmup_steps": None, "time_max_freq": None,
 }
 _RUN_KEYS = ("method", "student_steps", "teacher_dir", "data", "dim") + tuple(DISTILL_DEFAULTS)
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training loss or gradient became NaN/inf; the checkpoints written before are intact."""
 
 
 class Teacher(NamedTuple):
@@ -244,7 +240,8 @@ def _multi_student(config: dict, teacher_config: dict, teacher: Teacher | None, 
                                fake_tx=fake_tx, disc_params=disc_params, disc_tx=disc_tx)
     step_fn, extra = None, None
     if training:
-        fake = (lambda p: denoiser_from_apply(apply_fn, p, schedule, prediction))
+        def fake(p):
+            return denoiser_from_apply(apply_fn, p, schedule, prediction)
         b = config["batch_size"]
         gen_loss = dmd_lib.make_generator_loss(
             generator, teacher.denoiser, fake, sample_shape=(dim,), batch_size=b,
@@ -342,10 +339,10 @@ def _run(checkpoint_dir, config: dict, teacher: Teacher | None, *, save_every, m
     def check_finite(step: int, metrics: dict) -> None:
         bad = sorted(k for k, v in metrics.items() if not math.isfinite(v))
         if bad:
-            raise NonFiniteLossError(
+            raise NonFiniteError(
                 f"{', '.join(bad)} became non-finite by step {step} of the {config['method']} "
                 f"run in {path}; nothing was saved after the last finite checkpoint. Lower the "
-                "learning rates (lr, fake_lr) or raise grad_clip's strictness, then resume.")
+                "learning rates (lr, fake_lr) or raise grad_clip's strictness, then resume.", step)
 
     ckpt = Checkpointer(path, save_every=save_every, max_to_keep=max_to_keep)
     try:
@@ -438,7 +435,7 @@ def train_fewstep_run(checkpoint_dir: str | Path, *, data: str = "two-moons",
 def restore_student(checkpoint_dir: str | Path, step: int | None = None) -> tuple[dict, Any, Any]:
     """``(config, state, student)`` of a :func:`distill_run` / :func:`train_fewstep_run` folder
     (the teacher is not needed)."""
-    with Checkpointer(checkpoint_dir) as ckpt:
+    with Checkpointer(checkpoint_dir, read_only=True) as ckpt:
         config = ckpt.restore_config(step)
         if config.get("kind") not in ("distill", "fewstep"):
             raise CheckpointError(f"{ckpt.directory} is not a distill or few-step run (it has no "

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["TRAIN_OBJECTIVES", "DEFAULTS", "OBJECTIVE_DEFAULTS", "DSM_PREDICTIONS", "MODEL_KEYS",
+__all__ = ["TRAIN_OBJECTIVES", "FEWSTEP_OBJECTIVES", "DEFAULTS", "OBJECTIVE_DEFAULTS",
+           "DSM_PREDICTIONS", "MODEL_KEYS",
            "ICT_TIME_MAX_FREQ", "DATA_NAMES", "DEMO_DATA", "DEMO_SOLVERS", "DEMO_NFES",
            "BENCH_SCHEDULES", "BENCH_NFES", "STOCHASTIC_NFES"]
 
 TRAIN_OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
+#: few-step models trained from data alone (:func:`jaxdist.cli.distill_runs.train_fewstep_run`)
+FEWSTEP_OBJECTIVES = ("scm", "meanflow", "shortcut")
 
 #: the built-in data sets (the names of ``jaxdist.data.DATASETS``; a test keeps them equal)
 DATA_NAMES = ("two-moons", "checkerboard", "gmm", "digits")

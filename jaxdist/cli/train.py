@@ -24,8 +24,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "(nothing non-finite is saved) unless --skip-nonfinite.")
     p.add_argument("--data", choices=settings.DATA_NAMES, default="two-moons",
                    help="built-in data set (default: two-moons)")
-    p.add_argument("--objective", choices=settings.TRAIN_OBJECTIVES, default="fm",
-                   help="training objective (default: fm)")
+    p.add_argument("--objective", choices=settings.TRAIN_OBJECTIVES + settings.FEWSTEP_OBJECTIVES,
+                   default="fm",
+                   help="training objective (default: fm); scm, meanflow and shortcut train "
+                        "few-step models (sample them with `jaxdist sample --nfe 1`)")
     p.add_argument("--steps", type=positive_int, default=2000,
                    help="total steps, counted from 0 also when resuming (default: 2000)")
     p.add_argument("--checkpoint-dir", required=True, help="folder of the run's checkpoints")
@@ -50,11 +52,31 @@ def add_parser(sub) -> argparse.ArgumentParser:
     return p
 
 
+def _train_fewstep(args: argparse.Namespace, run_settings: dict) -> int:
+    """``--objective scm|meanflow|shortcut``: :func:`~jaxdist.cli.distill_runs.train_fewstep_run`
+    with the same options (``--prediction`` and ``--skip-nonfinite`` do not apply)."""
+    from .distill import report
+    from .distill_runs import train_fewstep_run
+    from .options import CLIError
+
+    for flag, given in (("--prediction", args.prediction is not None),
+                        ("--skip-nonfinite", args.skip_nonfinite)):
+        if given:
+            raise CLIError(f"{flag} does not apply to --objective {args.objective}; drop it.")
+    state, history = train_fewstep_run(args.checkpoint_dir, data=args.data,
+                                       method=args.objective, steps=args.steps,
+                                       save_every=args.save_every, progress=not args.quiet,
+                                       **run_settings)
+    return report(state, history, args.steps, args.checkpoint_dir)
+
+
 def run(args: argparse.Namespace) -> int:
     from .runs import train_run
 
     run_settings = {k: getattr(args, k) for k in settings.DEFAULTS
                     if getattr(args, k, None) is not None}
+    if args.objective in settings.FEWSTEP_OBJECTIVES:
+        return _train_fewstep(args, run_settings)
     state, history = train_run(args.checkpoint_dir, data=args.data, objective=args.objective,
                                steps=args.steps, save_every=args.save_every,
                                progress=not args.quiet,

@@ -91,8 +91,8 @@ def ddim_uniform(schedule: Schedule, n_steps: int) -> Array:
 def beta(schedule: Schedule, n_steps: int, alpha: float = 0.6, beta: float = 0.6) -> Array:
     """ComfyUI's ``beta`` (Lee et al. 2024, "Beta Sampling is All You Need"):
     ``u_x = F^-1(1 - x/n)`` for ``x = 0..n-1``, ``F`` the Beta(alpha, beta) CDF, at fraction
-    ``u_x`` of the time range, then ``0``. On ``VPDiscrete`` the timesteps are ``rint(u (N - 1))`` and repeated ones are
-    dropped (so a large ``n`` can give fewer steps), as in ComfyUI. (diffusers'
+    ``u_x`` of the time range, then ``0``. On ``VPDiscrete`` the timesteps are ``rint(u (N - 1))``
+    and repeated ones are dropped (so a large ``n`` can give fewer steps), as in ComfyUI. (diffusers'
     ``use_beta_sigmas`` applies the same quantiles to sigma instead: see ``from_diffusers``.)"""
     from scipy.special import betaincinv  # the Beta quantile; scipy ships with jax
 

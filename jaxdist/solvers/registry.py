@@ -104,8 +104,9 @@ def canonical_name(name: str) -> str:
     found = table.get(_key(name))
     if found is not None:
         return found
-    close = difflib.get_close_matches(_key(name), list(table), n=3, cutoff=0.6)
-    hint = (f"; did you mean {' or '.join(repr(table[c]) for c in close)}?" if close else
+    keys = difflib.get_close_matches(_key(name), list(table), n=8, cutoff=0.6)
+    close = list(dict.fromkeys(table[k] for k in keys))[:3]  # aliases of one solver count once
+    hint = (f"; did you mean {' or '.join(map(repr, close))}?" if close else
             f"; known: {', '.join(sorted(SOLVERS) + sorted(ADAPTIVE))}")
     raise ValueError(f"unknown solver {name!r}{hint} ('jaxdist solvers' lists every name)")
 

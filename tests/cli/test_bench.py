@@ -8,6 +8,7 @@ import pytest
 
 from jaxdist.cli.benchmarks import family, run_bench, weight_error
 from jaxdist.cli.nfe import run_within_budget, steps_for_nfe
+from jaxdist.cli.options import CLIError
 from jaxdist.cli.tables import bench_table, identical_rows
 from jaxdist.solvers.registry import by_name
 from jaxdist.testing import GaussianMixture
@@ -37,15 +38,15 @@ def test_identical_rows_are_grouped():
 
 
 class _Costs:
-    """A stand-in solver whose n steps cost ``a n + b`` evaluations (``exact``: with ``nfe``)."""
+    """A stand-in solver whose n steps cost ``nfe(n) = a n + b`` evaluations."""
 
-    def __init__(self, a, b, exact):
+    def __init__(self, a, b):
         self.a, self.b, self.runs = a, b, []
-        if exact:
-            self.nfe = self.cost
 
-    def cost(self, n):
+    def nfe(self, n):
         return self.a * n + self.b
+
+    cost = nfe
 
     def run(self, n):
         self.runs.append(n)
@@ -53,24 +54,21 @@ class _Costs:
 
 
 @pytest.mark.parametrize("a,b", [(1, 0), (2, -1), (3, 0), (4, 0), (0, 62)])
-@pytest.mark.parametrize("exact", [True, False])
-def test_run_within_budget_spends_at_most_the_budget(a, b, exact):
-    """Exact with solver.nfe (the largest step count that fits); the measured fallback (until
-    every solver has nfe) stays within the budget in a few runs."""
+def test_run_within_budget_spends_at_most_the_budget(a, b):
+    """One run at the largest step count whose ``solver.nfe`` fits the budget."""
     for budget in (3, 5, 8, 20, 50):
-        solver = _Costs(a, b, exact)
+        solver = _Costs(a, b)
         out, used = run_within_budget(solver, budget, solver.run)
         n = solver.runs[-1]
         assert out == f"ran {n}" and used == solver.cost(n)
         if a:
             assert used <= budget or n == 1
-        if exact:
-            assert solver.runs == [steps_for_nfe(solver, budget)]
-            assert n == 1 or solver.cost(n + 1) > budget
-        else:
-            assert len(solver.runs) <= 3
+        assert solver.runs == [steps_for_nfe(solver, budget)]
+        assert n == 1 or solver.cost(n + 1) > budget
     with pytest.raises(ValueError, match="nfe=0 must be a positive"):
-        run_within_budget(_Costs(1, 0, True), 0, None)
+        run_within_budget(_Costs(1, 0), 0, None)
+    with pytest.raises(CLIError, match="chooses its own steps"):  # adaptive: no NFE budget
+        run_within_budget(by_name("dpm-adaptive"), 10, None)
 
 
 def test_family_is_the_solver_module():
@@ -84,7 +82,7 @@ def test_bench_stochastic_cli(tmp_path, capsys):
     report = json.loads((tmp_path / "bench_stochastic.json").read_text())
     assert set(report["results"]) == {"ddpm", "edm-sde"}
     assert (tmp_path / "bench_stochastic.png").exists()
-    assert report["results"]["edm-sde"]["nfe"] == [10]
+    assert report["results"]["edm-sde"]["nfe"] == [9]  # 5 Heun steps, the last one Euler
     assert all(np.isfinite(report["results"]["ddpm"]["frechet"]))
     assert "exact samples (floor)" in out
 

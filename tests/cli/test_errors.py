@@ -41,7 +41,7 @@ BAD = [
     (["sample", "--checkpoint-dir", RUN, "--nfe", "0"], "--nfe: must be a positive integer", 2),
     (["sample", "--checkpoint-dir", RUN, "--num", "0"], "--num: must be a positive integer", 2),
     (["sample", "--checkpoint-dir", RUN, "--num", "-5"], "--num: must be a positive integer", 2),
-    (["sample", "--checkpoint-dir", RUN, "--solver", "dpmpp2m"], "did you mean 'dpm++2m'?", 2),
+    (["sample", "--checkpoint-dir", RUN, "--solver", "dpmpp2mm"], "did you mean 'dpm++2m'", 2),
     (["sample", "--checkpoint-dir", RUN, "--grid", "karas"], "did you mean 'karras'?", 2),
     (["sample", "--checkpoint-dir", RUN, "--step", "7"], "no checkpoint at step 7", 1),
     (["sample", "--checkpoint-dir", RUN, "--num", "8", "--out", FILE + "/x.npz"], "a-file", 1),

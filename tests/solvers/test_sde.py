@@ -27,8 +27,9 @@ MAKERS = {
 @pytest.mark.parametrize("name", ["euler-maruyama", "edm-sde"])
 def test_strong_order_on_one_brownian_path(x64, name):
     """Strong order 1 (additive noise): RMS over 16 paths of |x_n - x_ref|, every run (n = 32,
-    64, 128 uniform steps; reference 512 steps of the same solver, 1024 for EDM with S_churn=10) on the same Brownian path,
-    on an overlapping 2-component 2-D mixture with its exact denoiser. Tolerance |p - 1| <= 0.25."""
+    64, 128 uniform steps; reference 512 steps of the same solver, 1024 for EDM with S_churn=10)
+    on the same Brownian path, on an overlapping 2-component 2-D mixture with its exact denoiser.
+    Tolerance |p - 1| <= 0.25."""
     mix = smooth_mixture()
     x_T = jax.random.normal(jax.random.key(1), (16, 2))
     make = MAKERS[name]
@@ -45,9 +46,9 @@ def test_strong_order_on_one_brownian_path(x64, name):
 def test_weak_order_exact_moments(x64, name):
     """Weak order from exact mean/variance recursions on 1-D Gaussian data N(0.7, 0.25) with
     the exact (linear) denoiser, started from the exact marginal: no Monte Carlo noise.
-    The measured slope (n = 32, 64, 128 log-SNR-uniform steps) must be at least the declared weak order - 0.2 (linear
-    problems may superconverge: EDM's Heun step shows 2 here); the mean and variance errors
-    must both vanish."""
+    The measured slope (n = 32, 64, 128 log-SNR-uniform steps) must be at least the declared weak
+    order - 0.2 (linear problems may superconverge: EDM's Heun step shows 2 here); the mean and
+    variance errors must both vanish."""
     make = MAKERS[name]
     ns = [32, 64, 128]
     errs = [weak_error(make, SCHED, n, logsnr_grid) for n in ns]

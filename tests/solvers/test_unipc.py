@@ -76,7 +76,8 @@ def test_variants_differ_only_through_reference_rho(x64):
     UniP-2 / UniC-1 makes them differ."""
     schedule, t0, t1, gmm, x_T = _problem("vp")
     den, grid = gmm.denoiser(schedule), jd.grids.logsnr_uniform(schedule, 8, t0, t1)
-    run = lambda **kw: jd.sample(UniPC(order=2, **kw), den, x_T, grid).x
+    def run(**kw):
+        return jd.sample(UniPC(order=2, **kw), den, x_T, grid).x
     np.testing.assert_allclose(run(variant="bh1", rho="solve"), run(variant="bh2", rho="solve"),
                                rtol=0, atol=1e-10)
     assert float(jnp.max(jnp.abs(run(variant="bh1") - run(variant="bh2")))) > 1e-4
