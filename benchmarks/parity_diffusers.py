@@ -107,6 +107,8 @@ def cases() -> list[dict]:
         prediction_type="flow_prediction")
     add("dpm_multi_sample", "test_prediction_type (options)", DPM_MULTI,
         prediction_type="sample")
+    add("dpm_multi_o3_karras_lof", "(options)", DPM_MULTI, solver_order=3, use_karras_sigmas=True,
+        lower_order_final=True)
     # test_scheduler_dpm_single.py
     add("dpm_single", "test_full_loop_no_noise", DPM_SINGLE)
     add("dpm_single_karras", "test_full_loop_with_karras", DPM_SINGLE, use_karras_sigmas=True)
@@ -117,6 +119,8 @@ def cases() -> list[dict]:
     add("dpm_single_noise", "test_full_loop_with_noise", DPM_SINGLE, t_start=5)
     add("dpm_single_o3", "test_solver_order_and_type", DPM_SINGLE, solver_order=3)
     add("dpm_single_o3_n12", "(options)", DPM_SINGLE, n=12, solver_order=3)
+    add("dpm_single_o3_lower_order_final", "(options)", DPM_SINGLE, solver_order=3,
+        lower_order_final=True)
     # test_scheduler_unipc.py
     add("unipc", "test_full_loop_no_noise", UNIPC)
     add("unipc_karras", "test_full_loop_with_karras", UNIPC, use_karras_sigmas=True)
@@ -129,11 +133,14 @@ def cases() -> list[dict]:
             add(f"unipc_o{order}_{stype}", "test_solver_order_and_type", UNIPC,
                 solver_order=order, solver_type=stype)
     add("unipc_disable_corrector", "(options)", UNIPC, disable_corrector=[0, 3])
+    add("unipc_beta_sigmas", "(options)", UNIPC, use_beta_sigmas=True)
     # test_scheduler_deis.py
     add("deis", "test_full_loop_no_noise", DEIS)
     add("deis_v", "test_full_loop_with_v_prediction", DEIS, prediction_type="v_prediction")
     add("deis_noise", "test_full_loop_with_noise", DEIS, t_start=8)
     add("deis_o3", "test_solver_order_and_type", DEIS, solver_order=3)
+    add("deis_flow_sigmas", "(options)", DEIS, use_flow_sigmas=True, flow_shift=3.0,
+        prediction_type="flow_prediction")
     # test_scheduler_ddim.py
     add("ddim", "test_full_loop_no_noise", DDIM)
     add("ddim_v", "test_full_loop_with_v_prediction", DDIM, prediction_type="v_prediction")
@@ -153,6 +160,7 @@ def cases() -> list[dict]:
             use_karras_sigmas=True)
         add(f"{short}_noise", "test_full_loop_with_noise", base, t_start=8)
         add(f"{short}_trailing", "(options)", base, timestep_spacing="trailing")
+    add("euler_exponential_sigmas", "(options)", EULER, use_exponential_sigmas=True)
     # test_scheduler_edm_dpmsolver_multistep.py / test_scheduler_edm_euler.py (the plain loop:
     # the network gets scale_model_input's c_in x)
     add("edm_dpm", "test_full_loop_no_noise", EDM_DPM)
