@@ -109,6 +109,14 @@ def cases() -> list[dict]:
         prediction_type="sample")
     add("dpm_multi_o3_karras_lof", "(options)", DPM_MULTI, solver_order=3, use_karras_sigmas=True,
         lower_order_final=True)
+    # SDE-DPM-Solver++ with a shared table of variance noise (step(..., variance_noise=))
+    add("dpm_multi_sde", "(options: stochastic)", DPM_MULTI, algorithm_type="sde-dpmsolver++",
+        final_sigmas_type="zero")
+    add("dpm_multi_sde_o3_karras", "(options: stochastic)", DPM_MULTI,
+        algorithm_type="sde-dpmsolver++", solver_order=3, use_karras_sigmas=True,
+        final_sigmas_type="zero")
+    add("dpm_multi_sde_noise", "(options: stochastic)", DPM_MULTI,
+        algorithm_type="sde-dpmsolver++", final_sigmas_type="zero", t_start=5)
     # test_scheduler_dpm_single.py
     add("dpm_single", "test_full_loop_no_noise", DPM_SINGLE)
     add("dpm_single_karras", "test_full_loop_with_karras", DPM_SINGLE, use_karras_sigmas=True)
@@ -196,7 +204,8 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
     """The full loop in diffusers (plain loop; float64 tables and sample with ``float64``)."""
     import torch
 
-    from jaxdist.testing.scheduler_tests import EULER_TYPE, dummy_noise_deter, dummy_sample_deter
+    from jaxdist.testing.scheduler_tests import (EULER_TYPE, dummy_noise_deter,
+                                                 dummy_sample_deter, variance_noise)
 
     config = case["config"]
     sched = scheduler_of(config)
@@ -221,10 +230,14 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
         sample = sched.add_noise(sample, noise, timesteps[:1])
     generator = torch.manual_seed(0)
     step_args = inspect.signature(sched.step).parameters
+    table = torch.tensor(variance_noise(len(sched.timesteps)), dtype=dtype)[case["t_start"]:]
+    stochastic = "sde" in str(config.get("algorithm_type", ""))
     with torch.no_grad():
-        for t in timesteps:
+        for i, t in enumerate(timesteps):
             x_in = sched.scale_model_input(sample, t) if (euler or edm) else sample
             extra = {"generator": generator} if "generator" in step_args else {}
+            if stochastic:
+                extra = {"variance_noise": table[i]}
             out = sched.step(model(x_in, t), t, sample, **extra)
             sample = out.prev_sample.to(dtype)
     return sample.double().numpy()

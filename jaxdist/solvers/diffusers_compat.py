@@ -428,7 +428,7 @@ def _dpm_multistep(config, n_steps):
             raise ValueError("config['algorithm_type']='sde-dpmsolver++' with "
                              "final_sigmas_type='sigma_min' after converted sigmas or "
                              "euler_at_final=True is not mapped; use final_sigmas_type='zero'.")
-        return SDEDPMSolverPP(order=order, solver_type=stype,
+        return SDEDPMSolverPP(order=order, solver_type=stype, third_order="diffusers",
                               lower_order_final=_multistep_lof(config, n_steps)), g.grid
     if algo not in ("dpmsolver++", "dpmsolver"):
         raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "

@@ -60,6 +60,10 @@ class SDEDPMSolverPP(LinearMultistep):
       solver_type: ``"midpoint"`` or ``"heun"`` second-order term (order 2 only).
       lower_order_final: use orders ``.., 2, 1`` on the last steps.
       noise: optional noise source (e.g. ``jd.noise.BrownianPath``).
+      third_order: ``"kdiffusion"`` (default: ``- phi_3 d_2`` with ``phi_3 = phi_2 / h_eta - 1/2``,
+        order-2 warm-up steps of a 3M in the ``heun`` form, as ``sample_dpmpp_3m_sde``) or
+        ``"diffusers"`` (``DPMSolverMultistepScheduler``'s ``sde-dpmsolver++``: ``d_2`` weighted by
+        ``-(phi_2 / h_eta + 1/2)``, warm-up steps in ``solver_type``'s form).
 
     ``order`` (the weak order when ``eta > 0``): 1 for order 1; 2 for 2M and 3M (the
     first-order warm-up step bounds 3M by 2; measured on Gaussian data by exact moment
@@ -71,6 +75,7 @@ class SDEDPMSolverPP(LinearMultistep):
     solver_type: str = "midpoint"
     lower_order_final: bool = True
     noise: Any = None
+    third_order: str = "kdiffusion"
     space = "x0"
 
     def __post_init__(self):
@@ -78,6 +83,9 @@ class SDEDPMSolverPP(LinearMultistep):
         if self.solver_type not in ("midpoint", "heun"):
             raise ValueError(f"SDEDPMSolverPP: solver_type={self.solver_type!r} must be "
                              "'midpoint' or 'heun'.")
+        if self.third_order not in ("kdiffusion", "diffusers"):
+            raise ValueError(f"SDEDPMSolverPP: third_order={self.third_order!r} must be "
+                             "'kdiffusion' or 'diffusers'.")
         if not self.eta >= 0:
             raise ValueError(f"SDEDPMSolverPP: eta={self.eta} must be >= 0.")
 
@@ -116,12 +124,15 @@ class SDEDPMSolverPP(LinearMultistep):
         phi3 = phi2 / he[:, None] - 0.5
         e = jnp.eye(3, dtype=h.dtype)
         b1 = alpha_s * phi1 * e[0]
-        c2 = 0.5 * phi1 if (self.solver_order == 2 and self.solver_type == "midpoint") else phi2
+        midpoint = self.solver_type == "midpoint" and (self.solver_order == 2 or
+                                                       self.third_order == "diffusers")
+        c2 = 0.5 * phi1 if midpoint else phi2
         b2 = b1 + alpha_s * c2 * (e[0] - e[1]) / r0
         d1_0, d1_1 = (e[0] - e[1]) / r0, (e[1] - e[2]) / r1
         d1 = d1_0 + (d1_0 - d1_1) * r0 / (r0 + r1)
         d2 = (d1_0 - d1_1) / (r0 + r1)
-        b3 = b1 + alpha_s * (phi2 * d1 - phi3 * d2)
+        w2 = -phi3 if self.third_order == "kdiffusion" else -(phi2 / he[:, None] + 0.5)
+        b3 = b1 + alpha_s * (phi2 * d1 + w2 * d2)
         orders = jnp.asarray(multistep_orders(n, self.solver_order, self.lower_order_final))[:, None]
         orders = jnp.where(final, 1, orders)
         b = jnp.where(orders == 1, b1, jnp.where(orders == 2, b2, b3))

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "full_loop", "EULER_TYPE"]
+__all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "variance_noise", "full_loop",
+           "EULER_TYPE"]
 
 #: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
 EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
@@ -49,6 +51,15 @@ def dummy_sample_deter() -> np.ndarray:
 def dummy_noise_deter() -> np.ndarray:
     """diffusers' ``dummy_noise_deter``: the same values in reverse order."""
     return _deter(True)
+
+
+def variance_noise(n_steps: int) -> np.ndarray:
+    """A deterministic table ``[n_steps, 4, 3, 8, 8]`` of unit-variance noise for the stochastic
+    configs: diffusers gets row ``i`` as ``step(..., variance_noise=)``, jaxdist's solver as its
+    noise source (:class:`jaxdist.testing.kdiffusion_problem.NoiseTable`)."""
+    k = np.arange(int(np.prod(_SHAPE)), dtype=np.float64)
+    rows = [np.sqrt(2.0) * np.sin(0.7 * (i + 1) * k + i) for i in range(n_steps)]
+    return np.stack(rows).reshape((n_steps,) + _SHAPE)
 
 
 def dummy_model(x, t):
@@ -87,7 +98,16 @@ def full_loop(case: Mapping[str, Any]) -> np.ndarray:
         x = schedule.alpha(t0) * x0 + schedule.sigma(t0) * noise
     else:
         x = x0
-    out = jd.sample(solver, den, x, grid[t_start:]).x
+    key = None
+    if solver.stochastic:  # the shared table of variance noise, row i on step i
+        import dataclasses
+
+        from .kdiffusion_problem import NoiseTable
+
+        table = NoiseTable(np.asarray(grid[t_start:], np.float64),
+                           variance_noise(int(grid.shape[0]) - 1)[t_start:])
+        solver, key = dataclasses.replace(solver, noise=table), jax.random.key(0)
+    out = jd.sample(solver, den, x, grid[t_start:], key=key).x
     if euler:
         out = out / schedule.alpha(grid[-1])
     return np.asarray(out, np.float64)

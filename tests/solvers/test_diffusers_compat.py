@@ -94,7 +94,8 @@ def test_multistep_families_from_other_modules():
 
     sde = from_diffusers_scheduler(cfg("DPMSolverMultistepScheduler", solver_order=3,
                                        algorithm_type="sde-dpmsolver++"), 10).solver
-    assert sde == SDEDPMSolverPP(order=3, lower_order_final=True)
+    # diffusers' sde-dpmsolver++ 3M weights d_2 by -(phi_2 / h_eta + 1/2) (k-diffusion: -phi_3)
+    assert sde == SDEDPMSolverPP(order=3, lower_order_final=True, third_order="diffusers")
 
 
 def test_flow_match_shift():
