@@ -213,13 +213,12 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
       mean first; the mean is used (diffusers' DPM-Solver takes ``[:, :3]``);
     * ``thresholding`` (``dynamic_thresholding_ratio``, ``sample_max_value``) ->
       ``jd.DynamicThreshold``; ``clip_sample`` (``clip_sample_range``) -> ``jd.ClipX0``. DDIM
-      (and Heun) keep the model's ``eps_hat`` with the thresholded ``x0_hat``, as diffusers.
+      keeps the model's ``eps_hat`` with the thresholded ``x0_hat``, as diffusers does.
 
     The schedule is ``from_diffusers_scheduler``'s (model time rounded where diffusers rounds
     the timesteps of converted sigmas; where it truncates them, ``fn`` is called with
-    ``floor(t)``).
-    Pass ``denoiser_keys_applied=True`` to
-    ``from_diffusers_scheduler`` for a config with these keys."""
+    ``floor(t)``). Pass ``denoiser_keys_applied=True`` to ``from_diffusers_scheduler`` for a
+    config with these keys."""
     cls = str(config.get("_class_name", ""))
     if cls not in SUPPORTED_SCHEDULERS:
         raise ValueError(f"config['_class_name']={cls!r} is not supported; known: "
@@ -245,7 +244,7 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
 
 
 def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenoiser:
-    keep_eps = config.get("_class_name") in ("DDIMScheduler", "HeunDiscreteScheduler")
+    keep_eps = config.get("_class_name") == "DDIMScheduler"  # Heun's derivative uses the clip
     specs = []
     if config.get("clip_sample", False):
         specs.append((ClipX0, (float(config.get("clip_sample_range", 1.0)),)))
