@@ -72,3 +72,21 @@ def test_noise_table_is_the_noise_a_sampler_sees(x64):
     first[0] += 1.0
     assert np.abs(kdiffusion_problem.run("euler_ancestral", x_T, first,
                                          KDIFFUSION["n_steps"]) - base).max() > 1e-3
+
+
+#: ``result_mean`` that diffusers' own tests assert (tests/schedulers/test_scheduler_*.py, 1e-3)
+DIFFUSERS_ASSERTED_MEANS = {
+    "dpm_multi": 0.3301, "dpm_multi_v": 0.2251, "dpm_multi_karras_v": 0.2096,
+    "dpm_multi_lu_v": 0.1554, "dpm_multi_noise": 0.4146, "dpm_single": 0.2791,
+    "dpm_single_karras": 0.2248, "dpm_single_v": 0.1453, "dpm_single_karras_v": 0.0649,
+    "dpm_single_noise": 0.3505, "unipc": 0.2464, "unipc_karras": 0.2925, "unipc_v": 0.1014,
+    "unipc_karras_v": 0.1966,
+}
+
+
+def test_golden_reproduces_diffusers_own_assertions():
+    """The golden loops are diffusers' test loops: their means are the values diffusers' tests
+    assert (to the tests' 1e-3; the golden runs in float64)."""
+    rows = {row["name"]: row for row in DIFFUSERS["cases"]}
+    for name, mean in DIFFUSERS_ASSERTED_MEANS.items():
+        assert abs(rows[name]["mean_abs"] - mean) < 1e-3, name
