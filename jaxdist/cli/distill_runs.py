@@ -92,7 +92,7 @@ def load_teacher(teacher_dir: str | Path, step: int | None = None) -> Teacher:
     if not path.is_dir():
         raise CheckpointError(f"teacher_dir={str(teacher_dir)!r} is not a folder of a jaxdist "
                               "train run; train one first (jaxdist train --checkpoint-dir ...).")
-    with Checkpointer(path) as ckpt:
+    with Checkpointer(path, read_only=True) as ckpt:  # a teacher is only read (no lock)
         config = ckpt.restore_config(step)
         if config.get("kind") in ("distill", "fewstep"):
             raise CheckpointError(f"{path} holds a {config['kind']} run (method "

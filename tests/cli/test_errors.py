@@ -57,6 +57,14 @@ BAD = [
     (["bench", "--out", DIR, "--schedule", "edm", "--grid", "linspace", "--solvers", "ddim",
       "--nfe", "4"], "use --grid karras", 2),
     (["demo", "--data", "digits"], "invalid choice: 'digits'", 2),
+    (["distill", "--teacher", DIR, "--method", "dmd", "--checkpoint-dir", "{tmp}/s"],
+     "is not a folder of a jaxdist train run", 1),
+    (["distill", "--teacher", RUN, "--method", "dmdd", "--checkpoint-dir", "{tmp}/s"],
+     "did you mean 'dmd'?", 2),
+    (["distill", "--teacher", RUN, "--method", "dmd", "--n-critic", "0", "--checkpoint-dir",
+      "{tmp}/s"], "--n-critic: must be a positive integer", 2),
+    (["train", "--checkpoint-dir", DIR, "--objective", "meanflow", "--skip-nonfinite"],
+     "--skip-nonfinite does not apply", 2),
 ]
 
 
