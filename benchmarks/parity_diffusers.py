@@ -89,7 +89,7 @@ def cases() -> list[dict]:
         prediction_type="v_prediction", use_lu_lambdas=True)
     for order in (1, 2, 3):
         for algo in ("dpmsolver", "dpmsolver++"):
-            for stype in ("midpoint", "heun") if order > 1 else ("midpoint",):  # same at order 1
+            for stype in ("midpoint", "heun") if order == 3 else ("midpoint",):  # heun: o3
                 add(f"dpm_multi_{algo}_o{order}_{stype}", "test_solver_order_and_type", DPM_MULTI,
                     solver_order=order, algorithm_type=algo, solver_type=stype)
     add("dpm_multi_lower_order_final", "test_lower_order_final", DPM_MULTI, solver_order=3,
@@ -167,7 +167,6 @@ def cases() -> list[dict]:
         add(f"{short}_karras", "test_full_loop_device_karras_sigmas", base,
             use_karras_sigmas=True)
         add(f"{short}_noise", "test_full_loop_with_noise", base, t_start=8)
-        add(f"{short}_trailing", "(options)", base, timestep_spacing="trailing")
     add("euler_exponential_sigmas", "(options)", EULER, use_exponential_sigmas=True)
     # test_scheduler_edm_dpmsolver_multistep.py / test_scheduler_edm_euler.py (the plain loop:
     # the network gets scale_model_input's c_in x)

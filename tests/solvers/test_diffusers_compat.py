@@ -236,8 +236,7 @@ def _with_stages(schedule, grid, fractions):
     return jnp.concatenate(pts)
 
 
-@pytest.mark.parametrize("family", [DPMSolverPP, DPMSolver])
-@pytest.mark.parametrize("solver_type", ["midpoint", "heun"])
+@pytest.mark.parametrize("family,solver_type", [(DPMSolverPP, "midpoint"), (DPMSolver, "heun")])
 def test_singlestep_grid_is_singlestep_with_stages_on_the_grid(x64, family, solver_type):
     """diffusers' singlestep (stages are grid points, defect 5) on a grid holding the log-SNR
     midpoints equals jaxdist's 2S with stages at those midpoints, to rounding."""
@@ -252,10 +251,10 @@ def test_singlestep_grid_is_singlestep_with_stages_on_the_grid(x64, family, solv
     np.testing.assert_allclose(got.x, ref.x, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("order", [3])
 def test_singlestep_grid_order(x64, order):
     """Order of diffusers' singlestep DPM-Solver++ (midpoint) on grids whose groups are uniform
-    in log-SNR, against the exact Gaussian ODE solution."""
+    in log-SNR, against the exact Gaussian ODE solution (order 2: equal to 2S, above)."""
     schedule, den, x_T, _ = _vp_problem()
     gmm = jd.testing.GaussianMixture([1.0], [[0.3, -0.2]], [[0.5, 0.2]])
     fractions = [(), (0.5,), (1 / 3, 2 / 3)][order - 1]
