@@ -5,7 +5,7 @@ is pulled towards the teacher's endpoint ``y`` of the same noise,
 
     loss(params) = mean_b || x_b - y_b ||^2,
 
-with optax Adam (global-norm clipping 1) on a training split of ``x_T``; the RMS distance on the
+with optax Adam (global-norm clipping 1, cosine decay of the rate to a tenth) on a training split of ``x_T``; the RMS distance on the
 held-out split (``validation``, a fraction) is recorded each epoch and the parameters with the
 lowest one are returned. The grid parameters are :mod:`jaxdist.tune.parametrise`'s (monotone by
 construction); :func:`optimise_solver` also learns :class:`~jaxdist.tune.Corrected`'s per-step
@@ -37,7 +37,7 @@ from .tuned import Tuned
 
 Array = jax.Array
 
-__all__ = ["optimise_grid", "optimise_solver", "reference_solve", "rms"]
+__all__ = ["optimise_grid", "optimise_solver", "reference_solve", "default_grid", "rms"]
 
 
 def rms(x: Array, y: Array) -> Array:
@@ -54,16 +54,20 @@ def _start_time(schedule, t_start) -> float:
     return t
 
 
-def reference_solve(denoiser: BaseDenoiser, x_T: Array, t_start: float | None = None, *,
-                    final_zero: bool = True, n_steps: int = 256) -> Array:
-    """The default teacher: third-order DPM-Solver++ (``"dpm++3m-o3"``) on a fine log-SNR grid
-    (time-uniform where the log-SNR at ``t_start`` is infinite) from ``t_start`` to ``t_min``,
-    then to ``t = 0`` if ``final_zero``."""
-    schedule = denoiser.schedule
-    t_start = _start_time(schedule, t_start)
+def default_grid(schedule, n_steps: int, t_start: float, final_zero: bool) -> Array:
+    """``logsnr_uniform`` from ``t_start`` to ``t_min`` (``time_uniform`` where the log-SNR at
+    ``t_start`` is infinite, e.g. rectified flow at ``t = 1``), then 0 if ``final_zero``."""
     lam = float(schedule.log_snr(jnp.asarray(t_start, jnp.float64)))
     spacing = logsnr_uniform if math.isfinite(lam) else time_uniform
-    grid = spacing(schedule, n_steps, t_start, schedule.t_min, final_zero=final_zero)
+    return spacing(schedule, n_steps, t_start, schedule.t_min, final_zero=final_zero)
+
+
+def reference_solve(denoiser: BaseDenoiser, x_T: Array, t_start: float | None = None, *,
+                    final_zero: bool = True, n_steps: int = 256) -> Array:
+    """The default teacher: third-order DPM-Solver++ (``"dpm++3m-o3"``) on the fine
+    :func:`default_grid` of ``n_steps`` steps."""
+    schedule = denoiser.schedule
+    grid = default_grid(schedule, n_steps, _start_time(schedule, t_start), final_zero)
     solver = DPMSolverPP(order=3, warmup="singlestep", lower_order_final=False)
     return sample(solver, denoiser, x_T, grid.astype(x_T.dtype)).x
 
@@ -116,7 +120,7 @@ def _check_data(x_T: Any, teacher: Any, validation: float) -> tuple[Array, Array
 
 def _initial_grid(solver, schedule, init, n_steps, t_start, final_zero, dtype) -> Array:
     if init is None:
-        init = logsnr_uniform(schedule, n_steps, t_start, schedule.t_min, final_zero=final_zero)
+        init = default_grid(schedule, n_steps, t_start, final_zero)
     init = jnp.asarray(init, dtype)
     validate_grid(schedule, init, "init")
     if init.shape != (n_steps + 1,):
@@ -169,9 +173,12 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
     labels = {"grid": "grid", **({"solver": jax.tree.map(lambda _: "solver", params["solver"])}
                                  if learn_solver else {})}
     labels["grid"] = GridParams("grid", "grid")
+    def adam(rate):  # cosine decay to a tenth over the run
+        return optax.adam(optax.cosine_decay_schedule(rate, int(steps), alpha=0.1))
+
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.multi_transform(
-        {"grid": optax.adam(learning_rate),
-         "solver": optax.adam(solver_learning_rate or learning_rate)}, labels))
+        {"grid": adam(learning_rate), "solver": adam(solver_learning_rate or learning_rate)},
+        labels))
     opt_state = opt.init(params)
 
     def build(p):
@@ -248,7 +255,7 @@ def optimise_grid(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps: i
       teacher: endpoints ``[B, ...]`` of the same noise (default: :func:`reference_solve`).
       t_start: the fixed first time (default ``schedule.t_max``).
       final_zero: end the grid with a step to ``t = 0`` (the last positive time is learned).
-      init: initial grid (default ``logsnr_uniform`` from ``t_start`` to ``t_min``).
+      init: initial grid (default :func:`default_grid`: uniform in log-SNR to ``t_min``).
       steps, learning_rate, batch_size: Adam steps, its learning rate, minibatch size
         (default: the whole training split).
       key: for the train/validation split and the minibatches.
