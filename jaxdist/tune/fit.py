@@ -5,12 +5,12 @@ is pulled towards the teacher's endpoint ``y`` of the same noise,
 
     loss(params) = mean_b || x_b - y_b ||^2,
 
-with optax Adam (global-norm clipping 1, cosine decay of the rate to a tenth) on a training split of ``x_T``; the RMS distance on the
-held-out split (``validation``, a fraction) is recorded each epoch and the parameters with the
-lowest one are returned. The grid parameters are :mod:`jaxdist.tune.parametrise`'s (monotone by
-construction); :func:`optimise_solver` also learns :class:`~jaxdist.tune.Corrected`'s per-step
-coefficient corrections. The default teacher is a fine solve of the same noise
-(:func:`reference_solve`).
+with optax Adam (global-norm clipping 1, cosine decay of the rate to a tenth) on a training split
+of ``x_T``; the RMS distance on the held-out split (``validation``, a fraction) is recorded each
+epoch and the parameters with the lowest one are returned. The grid parameters are those of
+:mod:`jaxdist.tune.parametrise` (monotone by construction); :func:`optimise_solver` also learns
+the per-step coefficient corrections of :class:`~jaxdist.tune.Corrected`. The default teacher
+is a fine solve of the same noise (:func:`reference_solve`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 import optax
 
 from ..denoiser import BaseDenoiser
-from ..grids import logsnr_uniform, time_uniform, validate_grid
+from ..grids import karras, logsnr_uniform, time_quadratic, time_uniform, validate_grid
 from ..grids.common import describe
 from ..sample import sample
 from ..solvers.adaptive import AdaptiveDPMSolver
@@ -118,9 +118,31 @@ def _check_data(x_T: Any, teacher: Any, validation: float) -> tuple[Array, Array
     return x_T, teacher
 
 
+#: the standard spacings ``init="auto"`` tries
+AUTO_INIT = {"logsnr": logsnr_uniform, "karras": karras, "time-quadratic": time_quadratic,
+             "time-uniform": time_uniform}
+
+
+def _candidates(schedule, n_steps, t_start, final_zero) -> dict[str, np.ndarray]:
+    """The ``AUTO_INIT`` grids from ``t_start`` to ``t_min`` (those defined there)."""
+    out = {}
+    for name, fn in AUTO_INIT.items():
+        try:
+            out[name] = fn(schedule, n_steps, t_start, schedule.t_min, final_zero=final_zero)
+        except ValueError:  # e.g. log-SNR spacings from an infinite log-SNR
+            continue
+    return out
+
+
 def _initial_grid(solver, schedule, init, n_steps, t_start, final_zero, dtype) -> Array:
     if init is None:
         init = default_grid(schedule, n_steps, t_start, final_zero)
+    if isinstance(init, str):
+        grids = _candidates(schedule, n_steps, t_start, final_zero)
+        if init not in grids:
+            raise ValueError(f"init={init!r}: use a grid array, 'auto' or one of "
+                             f"{sorted(grids)}.")
+        init = grids[init]
     init = jnp.asarray(init, dtype)
     validate_grid(schedule, init, "init")
     if init.shape != (n_steps + 1,):
@@ -154,7 +176,9 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
     if not (isinstance(steps, (int, np.integer)) and steps >= 1):
         raise ValueError(f"steps={steps!r} must be a positive number of optimiser steps.")
     dtype = x_T.dtype
-    init = _initial_grid(solver, schedule, init, n_steps, t_start, final_zero, dtype)
+    auto = isinstance(init, str) and init == "auto"
+    init = _initial_grid(solver, schedule, None if auto else init, n_steps, t_start,
+                         final_zero, dtype)
     if teacher is None:
         teacher = reference_solve(denoiser, x_T, t_start, final_zero=final_zero,
                                   n_steps=teacher_steps)
@@ -201,6 +225,14 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
         grid, s = build(p)
         return rms(sample(s, denoiser, x, grid).x, y)
 
+    if auto:  # start from the standard spacing with the lowest training error
+        scores = {name: float(evaluate({**params, "grid": params_from_grid(
+            g, schedule, final_zero, dtype)}, x_train, y_train))
+            for name, g in _candidates(schedule, n_steps, t_start, final_zero).items()}
+        init_name = min(scores, key=scores.get)
+        params["grid"] = params_from_grid(_candidates(schedule, n_steps, t_start, final_zero)[
+            init_name], schedule, final_zero, dtype)
+        opt_state = opt.init(params)
     n_train = x_train.shape[0]
     batch = n_train if batch_size is None else max(1, min(int(batch_size), n_train))
     per_epoch = n_train // batch
@@ -255,7 +287,9 @@ def optimise_grid(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps: i
       teacher: endpoints ``[B, ...]`` of the same noise (default: :func:`reference_solve`).
       t_start: the fixed first time (default ``schedule.t_max``).
       final_zero: end the grid with a step to ``t = 0`` (the last positive time is learned).
-      init: initial grid (default :func:`default_grid`: uniform in log-SNR to ``t_min``).
+      init: initial grid: an array, a spacing name (``"logsnr"``, ``"karras"``,
+        ``"time-quadratic"``, ``"time-uniform"``, from ``t_start`` to ``t_min``) or ``"auto"``
+        (the one of these with the lowest training error); default :func:`default_grid`.
       steps, learning_rate, batch_size: Adam steps, its learning rate, minibatch size
         (default: the whole training split).
       key: for the train/validation split and the minibatches.
