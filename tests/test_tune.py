@@ -135,6 +135,8 @@ def test_bad_input_gets_clear_errors(x64):
         fit(jd.solvers.AdaptiveDPMSolver(), den, x_T, 3, teacher=x_T)
     with pytest.raises(ValueError, match="init has 5 times"):
         fit(SOLVER, den, x_T, 3, teacher=x_T, init=jd.grids.logsnr_uniform(SCHEDULE, 4))
+    with pytest.raises(ValueError, match="init='bogus'"):
+        fit(SOLVER, den, x_T, 3, teacher=x_T, init="bogus")
     with pytest.raises(ValueError, match="validation=0.01"):
         fit(SOLVER, den, x_T, 3, teacher=x_T, validation=0.01)
     with pytest.raises(ValueError, match="t_start=2.0"):

@@ -1,11 +1,11 @@
-"""The ``jaxdist`` command line: ``train``, ``sample``, ``demo``, ``bench`` and ``solvers``.
+"""The ``jaxdist`` command line: ``train``, ``sample``, ``demo``, ``bench``, ``solvers``, ``tune``.
 
 The library never imports this package. Layout:
 
 * one module per command (:mod:`.train`, :mod:`.sample`, :mod:`.demo`, :mod:`.bench`,
-  :mod:`.solvers`), each with its ``add_parser(subparsers)`` and ``run(args) -> int``; they import
-  only the standard library at module level, so ``jaxdist --help`` and mistyped arguments answer
-  without starting JAX;
+  :mod:`.solvers`, :mod:`.tune`), each with its ``add_parser(subparsers)`` and
+  ``run(args) -> int``; they import only the standard library at module level, so
+  ``jaxdist --help`` and mistyped arguments answer without starting JAX;
 * the implementations, usable from Python: :mod:`.runs` (train, restore, sample, demo),
   :mod:`.benchmarks`, :mod:`.quality` (metrics against held-out data), :mod:`.tables`
   (Markdown), :mod:`.plots`, :mod:`.nfe` (steps within an NFE budget), :mod:`.time_grids`
@@ -22,13 +22,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import bench, demo, sample, solvers, train
+from . import bench, demo, sample, solvers, train, tune
 from .options import CLIError, Parser
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: command name -> its module (``add_parser``, ``run``), in the order ``--help`` lists them
-COMMANDS = {m.NAME: m for m in (train, sample, demo, bench, solvers)}
+COMMANDS = {m.NAME: m for m in (train, sample, demo, bench, solvers, tune)}
 
 
 def _version() -> str:

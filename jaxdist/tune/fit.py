@@ -57,7 +57,7 @@ def _start_time(schedule, t_start) -> float:
 def default_grid(schedule, n_steps: int, t_start: float, final_zero: bool) -> Array:
     """``logsnr_uniform`` from ``t_start`` to ``t_min`` (``time_uniform`` where the log-SNR at
     ``t_start`` is infinite, e.g. rectified flow at ``t = 1``), then 0 if ``final_zero``."""
-    lam = float(schedule.log_snr(jnp.asarray(t_start, jnp.float64)))
+    lam = float(schedule.log_snr(jnp.asarray(float(t_start))))
     spacing = logsnr_uniform if math.isfinite(lam) else time_uniform
     return spacing(schedule, n_steps, t_start, schedule.t_min, final_zero=final_zero)
 
