@@ -23,7 +23,9 @@ the same kind of reference (the teacher), 20 % of it held out for validation. Ev
 float64. Tuning cost: wall-clock seconds including compilation (the CPU this ran on is noted in
 the JSON).
 
-    python experiments/tuned_samplers.py              # writes experiments/out/tuned_samplers.*
+    python experiments/tuned_samplers.py --dims 2 --out experiments/out/tuned_samplers-gmm2
+    python experiments/tuned_samplers.py --dims 16 --out experiments/out/tuned_samplers-gmm16
+    python experiments/tuned_samplers.py --merge experiments/out/tuned_samplers-gmm*.json
     python experiments/tuned_samplers.py --quick      # fewer tuning steps, 2-D only
 """
 
@@ -109,8 +111,9 @@ def fixed_grid_rows(runner, reference) -> dict:
     return out
 
 
-def tuned_rows(den, x_train, y_train, runner, reference, steps: int) -> dict:
-    """``{nfe: {"grid": row, "solver": row, "variants": [...]}}``."""
+def tuned_rows(den, x_train, y_train, runner, reference, steps: int, on_nfe=None) -> dict:
+    """``{nfe: {"grid": row, "solver": row, "variants": [...]}}`` (``on_nfe(out)`` after each
+    NFE: partial results are written as they come)."""
     out = {}
     for nfe in NFES:
         variants = []
@@ -132,6 +135,8 @@ def tuned_rows(den, x_train, y_train, runner, reference, steps: int) -> dict:
         out[nfe] = {kind: min((v for v in variants if v["kind"] == kind),
                               key=lambda v: v["val_rms"]) for kind in ("grid", "solver")}
         out[nfe]["variants"] = variants
+        if on_nfe is not None:
+            on_nfe(out)
     return out
 
 
@@ -142,7 +147,7 @@ def table(report: dict) -> str:
                   "| NFE | best fixed grid | AYS | GITS | tuned grid | tuned solver | "
                   "tuned / best fixed | tuning cost (s) |",
                   "|---:|---|---:|---:|---|---|---:|---:|"]
-        for nfe in NFES:
+        for nfe in res.get("nfes_done", NFES):
             f, t = res["fixed"][str(nfe)], res["tuned"][str(nfe)]
             best = f["best"]
             tuned_best = min(t["grid"]["error"], t["solver"]["error"])
@@ -167,13 +172,14 @@ def plot(report: dict, path: Path) -> None:
     fig, axes = plt.subplots(1, len(mixes), figsize=(5.5 * len(mixes), 4), squeeze=False)
     for ax, mix in zip(axes[0], mixes):
         res = report["mixtures"][mix]
-        curves = {"best fixed grid": [res["fixed"][str(n)]["best"]["error"] for n in NFES],
-                  "AYS (rescaled)": [res["fixed"][str(n)]["ays"]["error"] for n in NFES],
-                  "GITS (rescaled)": [res["fixed"][str(n)]["gits"]["error"] for n in NFES],
-                  "tuned grid": [res["tuned"][str(n)]["grid"]["error"] for n in NFES],
-                  "tuned solver": [res["tuned"][str(n)]["solver"]["error"] for n in NFES]}
+        nfes = [int(n) for n in res.get("nfes_done", NFES)]
+        curves = {"best fixed grid": [res["fixed"][str(n)]["best"]["error"] for n in nfes],
+                  "AYS (rescaled)": [res["fixed"][str(n)]["ays"]["error"] for n in nfes],
+                  "GITS (rescaled)": [res["fixed"][str(n)]["gits"]["error"] for n in nfes],
+                  "tuned grid": [res["tuned"][str(n)]["grid"]["error"] for n in nfes],
+                  "tuned solver": [res["tuned"][str(n)]["solver"]["error"] for n in nfes]}
         for label, ys in curves.items():
-            ax.semilogy(NFES, ys, "o-", label=label)
+            ax.semilogy(nfes, ys, "o-", label=label)
         ax.set(title=mix, xlabel="NFE", ylabel="RMS error to the exact ODE solution")
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend()
@@ -181,46 +187,74 @@ def plot(report: dict, path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def write(report: dict, out: Path) -> None:
+    """``out``.json, .md (the table) and .png."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(table(report))
+    plot(report, out.with_suffix(".png"))
+
+
+def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path) -> dict:
+    """Fixed grids and tuning on ``builtin_mixture(dim)``; writes ``out`` as results come."""
+    report = {"schedule": repr(SCHEDULE), "t_start": 1.0, "t_end": 0.0, "nfes": list(NFES),
+              "tuning_steps": steps, "n_train": n_train, "n_test": n_test,
+              "metric": "RMS distance to the exact PF-ODE solution (float64 Dopri8) at t = 0",
+              "cpu_count": os.cpu_count(), "mixtures": {}}
+    gmm = jd.testing.builtin_mixture(dim)
+    den = gmm.denoiser(SCHEDULE)
+    k_train, k_test = jax.random.split(jax.random.key(dim))
+    x_train = jax.random.normal(k_train, (n_train, dim), jnp.float64)
+    x_test = jax.random.normal(k_test, (n_test, dim), jnp.float64)
+    tic = time.perf_counter()
+    y_train = gmm.ode_solution(SCHEDULE, x_train, 1.0, 0.0)
+    y_test = gmm.ode_solution(SCHEDULE, x_test, 1.0, 0.0)
+    print(f"{dim}-D: references in {time.perf_counter() - tic:.1f} s", flush=True)
+    runner = Runner(den, x_test)
+    fixed = {str(k): v for k, v in fixed_grid_rows(runner, y_test).items()}
+    print(f"{dim}-D: fixed grids done", flush=True)
+    name = f"gmm{dim}"
+    problem = f"jd.testing.builtin_mixture({dim})" + (
+        ", tuning settings chosen here" if dim == 2 else ", not used to choose settings")
+
+    def save(tuned):
+        done = [str(k) for k in tuned]
+        report["mixtures"][name] = {"problem": problem, "nfes_done": done,
+                                    "fixed": {k: fixed[k] for k in done},
+                                    "tuned": {str(k): v for k, v in tuned.items()}}
+        write(report, out)
+        print(table(report), flush=True)
+
+    tuned_rows(den, x_train, y_train, runner, y_test, steps, on_nfe=save)
+    return report
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="60 tuning steps, 2-D mixture only")
     parser.add_argument("--steps", type=int, default=200, help="Adam steps per tuning")
+    parser.add_argument("--dims", type=int, nargs="+", default=[2, 16],
+                        help="mixture dimensions (default: 2 16)")
     parser.add_argument("--n-train", type=int, default=512)
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=OUT / "tuned_samplers")
+    parser.add_argument("--merge", type=Path, nargs="+", default=None,
+                        help="only merge these JSON reports into --out")
     args = parser.parse_args()
+    if args.merge:
+        reports = [json.loads(p.read_text()) for p in args.merge]
+        merged = {**reports[0], "mixtures": {}}
+        for r in reports:
+            merged["mixtures"].update(r["mixtures"])
+        write(merged, args.out)
+        print(table(merged))
+        return
     steps = 60 if args.quick else args.steps
-    dims = (2,) if args.quick else (2, 16)
-    report = {"schedule": repr(SCHEDULE), "t_start": 1.0, "t_end": 0.0, "nfes": list(NFES),
-              "tuning_steps": steps, "n_train": args.n_train, "n_test": args.n_test,
-              "metric": "RMS distance to the exact PF-ODE solution (float64 Dopri8) at t = 0",
-              "cpu_count": os.cpu_count(), "mixtures": {}}
+    dims = [2] if args.quick else args.dims
     for dim in dims:
-        gmm = jd.testing.builtin_mixture(dim)
-        den = gmm.denoiser(SCHEDULE)
-        k_train, k_test = jax.random.split(jax.random.key(dim))
-        x_train = jax.random.normal(k_train, (args.n_train, dim), jnp.float64)
-        x_test = jax.random.normal(k_test, (args.n_test, dim), jnp.float64)
-        tic = time.perf_counter()
-        y_train = gmm.ode_solution(SCHEDULE, x_train, 1.0, 0.0)
-        y_test = gmm.ode_solution(SCHEDULE, x_test, 1.0, 0.0)
-        print(f"{dim}-D: references in {time.perf_counter() - tic:.1f} s", flush=True)
-        runner = Runner(den, x_test)
-        fixed = fixed_grid_rows(runner, y_test)
-        print(f"{dim}-D: fixed grids done", flush=True)
-        tuned = tuned_rows(den, x_train, y_train, runner, y_test, steps)
-        name = f"gmm{dim}"
-        report["mixtures"][name] = {
-            "problem": f"jd.testing.builtin_mixture({dim})" + (
-                ", tuning settings chosen here" if dim == 2 else ", not used to choose settings"),
-            "fixed": {str(k): v for k, v in fixed.items()},
-            "tuned": {str(k): v for k, v in tuned.items()}}
-        print(table({"mixtures": {name: report["mixtures"][name]}}), flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    args.out.with_suffix(".md").write_text(table(report))
-    plot(report, args.out.with_suffix(".png"))
-    print(f"wrote {args.out}.json, .md and .png")
+        out = args.out if len(dims) == 1 else args.out.with_name(f"{args.out.name}-gmm{dim}")
+        run_mixture(dim, steps, args.n_train, args.n_test, out)
+    print(f"wrote {args.out}*.json, .md and .png")
 
 
 if __name__ == "__main__":
