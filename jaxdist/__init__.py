@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 #: public submodules (``jd.schedules``, ``jd.grids``, ...), imported on first attribute access
 _SUBMODULES = ("checkpoint", "data", "denoiser", "distill", "grids", "guidance", "inversion",
                "likelihood", "mcmc", "metrics", "models", "noise", "objectives", "parallel",
-               "predictions", "schedules", "solvers", "testing", "train")
+               "predictions", "schedules", "solvers", "testing", "train", "tune")
 
 #: public names -> the submodule that defines them
 _NAMES = {
