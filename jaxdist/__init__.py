@@ -20,7 +20,7 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: public submodules (``jd.schedules``, ``jd.grids``, ...), imported on first attribute access
-_SUBMODULES = ("checkpoint", "data", "denoiser", "distill", "grids", "guidance", "inversion",
+_SUBMODULES = ("checkpoint", "data", "denoiser", "discrete", "distill", "grids", "guidance", "inversion",
                "likelihood", "mcmc", "metrics", "models", "noise", "objectives", "parallel",
                "predictions", "schedules", "solvers", "testing", "train")
 
