@@ -66,16 +66,17 @@ class LinearSchedule(DiscreteSchedule):
 
 @dataclasses.dataclass(frozen=True)
 class CosineSchedule(DiscreteSchedule):
-    """``alpha(t) = 1 - cos(pi / 2 (1 - t))``, ``alpha'(t) = -pi / 2 sin(pi / 2 (1 - t))``."""
+    """``alpha(t) = 1 - cos(pi / 2 (1 - t)) = 1 - sin(pi t / 2)`` (exactly 1 at ``t = 0``),
+    ``alpha'(t) = -pi / 2 cos(pi t / 2)``."""
 
     def alpha(self, t) -> Array:
-        return 1.0 - jnp.cos(0.5 * jnp.pi * (1.0 - jnp.asarray(t)))
+        return 1.0 - jnp.sin(0.5 * jnp.pi * jnp.asarray(t))
 
     def dalpha(self, t) -> Array:
-        return -0.5 * jnp.pi * jnp.sin(0.5 * jnp.pi * (1.0 - jnp.asarray(t)))
+        return -0.5 * jnp.pi * jnp.cos(0.5 * jnp.pi * jnp.asarray(t))
 
     def t_from_alpha(self, a) -> Array:
-        return 1.0 - jnp.arccos(1.0 - jnp.asarray(a)) / (0.5 * jnp.pi)
+        return jnp.arcsin(1.0 - jnp.asarray(a)) / (0.5 * jnp.pi)
 
 
 @dataclasses.dataclass(frozen=True)
