@@ -34,6 +34,20 @@ def test_schedule_names_and_bad_parameters():
         S.LogLinearSchedule(1.5)
 
 
+def _moved(xt, n_states):
+    """``[L, S, b, L]``: ``xt`` with position ``i`` set to state ``y``."""
+    length = xt.shape[1]
+    return jnp.stack([jnp.stack([xt.at[:, i].set(y) for y in range(n_states)])
+                      for i in range(length)])
+
+
+def _log_marginal(dist, process, x, t):
+    """``log p_t`` of any batch shape ``[..., L]`` (one compiled call)."""
+    flat = x.reshape(-1, x.shape[-1])
+    out = jax.jit(lambda z: dist.log_marginal(process, z, t))(flat)
+    return out.reshape(x.shape[:-1])
+
+
 PROCESSES = [jd.discrete.MaskedProcess(3, schedule="cosine"), jd.discrete.UniformProcess(3)]
 
 
@@ -62,17 +76,14 @@ def test_scores_posterior_and_analytic_step_are_exact(x64, process):
     p0 = jax.nn.softmax(fn(xt, t), -1)
     scores = process.scores(xt, p0, t)
     used = (process.rate_into(xt, t) > 0) | jax.nn.one_hot(xt, process.n_states, dtype=bool)
-    logp = dist.log_marginal(process, xt, t)
-    for i in range(dist.length):
-        for y in range(process.n_states):
-            moved = xt.at[:, i].set(y)
-            exact = jnp.exp(dist.log_marginal(process, moved, t) - logp)
-            np.testing.assert_allclose(jnp.where(used[:, i, y], scores[:, i, y], exact), exact,
-                                       rtol=1e-9, atol=1e-12)
+    logp = _log_marginal(dist, process, xt, 0.6)
+    exact = jnp.exp(_log_marginal(dist, process, _moved(xt, process.n_states), 0.6) - logp)
+    exact = jnp.moveaxis(exact, (0, 1), (1, 2))                              # [b, L, S]
+    np.testing.assert_allclose(jnp.where(used, scores, exact), exact, rtol=1e-9, atol=1e-12)
     post = process.posterior(xt, p0, s, t)
     states = jnp.asarray(np.array(np.meshgrid(*[range(process.n_states)] * 4, indexing="ij"))
                          .reshape(4, -1).T)                                  # [S^L, L]
-    p_s = jnp.exp(dist.log_marginal(process, states, s[0]))                  # [S^L]
+    p_s = jnp.exp(_log_marginal(dist, process, states, 0.35))               # [S^L]
     trans = process.transition_to(xt, s, t)                                  # [b, L, S]
     kernel = jnp.prod(jnp.stack([trans[:, j, :][:, states[:, j]] for j in range(4)]), 0)
     joint = p_s * kernel / jnp.exp(logp)[:, None]                            # p(x_s | x_t)
@@ -93,13 +104,15 @@ def test_reverse_rates_are_the_time_reversal(x64, process):
     xt = jnp.array([[0, process.n_states - 1, 2, 1], [1, 1, 0, process.n_states - 1]])
     t = jnp.full((2,), 0.5)
     rates = process.rates_from_probs(xt, jax.nn.softmax(fn(xt, t), -1), t)
+    moved = _moved(xt, process.n_states)                                     # [L, S, 2, L]
+    into = jax.vmap(jax.vmap(lambda z: process.rate_into(z, t)))(moved)      # [L, S, 2, L, S]
     out_total = jnp.zeros(2)
-    for i in range(4):
-        for y in range(process.n_states):
-            into_y = process.rate_into(xt.at[:, i].set(y), t)[jnp.arange(2), i, xt[:, i]]
-            out_total = out_total + jnp.where(y == xt[:, i], 0.0, into_y)
+    for i in range(4):                     # Q(x -> y): the rate into y = x^{i->y} from x^i
+        q = into[i, :, jnp.arange(2), i, xt[:, i]]                           # [2, S]
+        out_total = out_total + q.sum(-1)
     h = 1e-5
-    dlogp = (dist.log_marginal(process, xt, t + h) - dist.log_marginal(process, xt, t - h)) / (2 * h)
+    dlogp = (_log_marginal(dist, process, xt, 0.5 + h)
+             - _log_marginal(dist, process, xt, 0.5 - h)) / (2 * h)
     np.testing.assert_allclose(dlogp, rates.sum((1, 2)) - out_total, rtol=1e-6)
 
 

@@ -28,7 +28,8 @@ __all__ = ["categorical", "gumbel", "top_p_filter", "greedy_filter", "METHODS"]
 METHODS = ("safe", "float32")
 
 
-def gumbel(key: Array, shape: tuple[int, ...], dtype=jnp.float32, *, method: str = "safe") -> Array:
+def gumbel(key: Array, shape: tuple[int, ...], dtype=jnp.float32, *,
+           method: str = "safe") -> Array:
     """Standard Gumbel noise of ``shape``; ``method`` as in the module docstring."""
     if method not in METHODS:
         raise ValueError(f"method={method!r} must be one of {METHODS}.")
@@ -41,7 +42,7 @@ def gumbel(key: Array, shape: tuple[int, ...], dtype=jnp.float32, *, method: str
 
 
 def categorical(key: Array, probs: Array, *, method: str = "safe") -> Array:
-    """One draw per leading index from ``probs [..., S]`` (unnormalised, ``>= 0``) -> int32 ``[...]``.
+    """One draw per leading index from ``probs [..., S]`` (unnormalised, ``>= 0``): int32 ``[...]``.
 
     ``argmax(log probs + g)``: zero probabilities are never drawn."""
     logp = jnp.where(probs > 0, jnp.log(jnp.where(probs > 0, probs, 1.0)), -jnp.inf)

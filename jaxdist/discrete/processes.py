@@ -1,4 +1,4 @@
-"""Discrete forward processes: absorbing (masked) and uniform, tokenwise continuous-time Markov chains.
+"""Discrete forward processes: absorbing (masked) and uniform, tokenwise continuous-time chains.
 
 Each position of a sequence ``x [b, L]`` evolves independently. With the keep probability
 ``alpha(t)`` of a :mod:`schedule <jaxdist.discrete.schedules>` the forward marginals are
@@ -124,11 +124,12 @@ class DiscreteProcess:
 
     # -- reverse process -----------------------------------------------------------------------
     def scores(self, x_t: Array, p0: Array, t) -> Array:
-        """Concrete score ``s_y = p_t(x_t^{i->y}) / p_t(x_t)`` ``[b, L, S]`` from ``p0 [b, L, V]``."""
+        """Concrete score ``s_y = p_t(x_t^{i->y}) / p_t(x_t)`` ``[b, L, S]`` from ``p0 [b, L, V]``
+        (exact where a forward rate ``Q(y -> x_t)`` is non-zero; other entries enter no rate)."""
         raise NotImplementedError
 
     def reverse_rates(self, x_t: Array, scores: Array, t) -> Array:
-        """Reverse-CTMC rates ``R_t(x_t -> y) = Q_t(y -> x_t) s_y`` (off-diagonal, ``[b, L, S]``)."""
+        """Reverse-CTMC rates ``R_t(x_t -> y) = Q_t(y -> x_t) s_y`` (off-diagonal) ``[b, L, S]``."""
         return self.rate_into(x_t, t) * scores
 
     def rates_from_probs(self, x_t: Array, p0: Array, t) -> Array:
@@ -137,11 +138,11 @@ class DiscreteProcess:
         return self.reverse_rates(x_t, self.scores(x_t, p0, t), t)
 
     def posterior(self, x_t: Array, p0: Array, s, t) -> Array:
-        """``p(x_s | x_t) = sum_x0 p0(x0) q(x_s | x_t, x0)`` per position ``[b, L, S]``, ``s < t``."""
+        """``p(x_s | x_t) = sum_x0 p0(x0) q(x_s | x_t, x0)`` per position ``[b, L, S]``."""
         raise NotImplementedError
 
     def analytic_probs(self, x_t: Array, scores: Array, s, t) -> Array:
-        """SEDD's analytic step ``P(x_s = y) ~ T[y, x_t] (T^{-T} s_t)_y`` (clipped at 0), ``[b, L, S]``.
+        """SEDD's analytic step ``P(x_s = y) ~ T[y, x_t] (T^{-T} s_t)_y`` (clipped at 0).
 
         Needs ``alpha(t) > 0`` (e.g. :class:`LogLinearSchedule`)."""
         stag = self.inverse_transition(scores, s, t)
@@ -152,7 +153,7 @@ class DiscreteProcess:
         raise NotImplementedError
 
     def inverse_transition(self, v: Array, s, t) -> Array:
-        """``T^{-T} v`` for ``v [b, L, S]`` (maps ``p_t`` back to ``p_s``; SEDD's staggered score)."""
+        """``T^{-T} v`` for ``v [b, L, S]`` (maps ``p_t`` to ``p_s``; SEDD's staggered score)."""
         raise NotImplementedError
 
     def prior_kl(self, x0: Array) -> Array:

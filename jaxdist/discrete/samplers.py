@@ -172,8 +172,9 @@ def step_probs(sampler: _Sampler, process: DiscreteProcess, fn: Model, x: Array,
 
 def _check(sampler, process, fn, shape, prediction, method, dtype) -> tuple[int, int]:
     if not isinstance(sampler, _Sampler):
-        raise TypeError(f"sampler must be one of jd.discrete.{', '.join(c.__name__ for c in SAMPLERS.values())}"
-                        f" (an instance), got {sampler!r}.")
+        names = ", ".join(c.__name__ for c in SAMPLERS.values())
+        raise TypeError(f"sampler must be one of jd.discrete.{names} (an instance), got "
+                        f"{sampler!r}.")
     if not isinstance(process, DiscreteProcess):
         raise TypeError(f"process must be a jd.discrete.MaskedProcess or UniformProcess, got "
                         f"{type(process).__name__}.")

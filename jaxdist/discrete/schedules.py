@@ -11,7 +11,7 @@ schedule                    ``alpha(t)``                                     sou
 :class:`LinearSchedule`     ``1 - t``                                        MD4, MDLM
 :class:`CosineSchedule`     ``1 - cos(pi / 2 (1 - t))``                      MD4 ``cosine``
 :class:`PolynomialSchedule` ``1 - t**p``                                     MD4 ``polyN``
-:class:`LogLinearSchedule`  ``1 - (1 - eps) t`` (``sigma_bar = -log1p(-(1 - eps) t)``)  SEDD, RADD
+:class:`LogLinearSchedule`  ``1 - (1 - eps) t``, ``sigma_bar = -log1p(-(1-eps) t)``  SEDD, RADD
 ==========================  ==============================================  ================
 """
 
@@ -30,7 +30,7 @@ __all__ = ["DiscreteSchedule", "LinearSchedule", "CosineSchedule", "PolynomialSc
 
 
 class DiscreteSchedule:
-    """Base: ``alpha(t)``, ``dalpha(t)``, ``t_from_alpha(a)``; derived ``sigma_bar`` and its rate."""
+    """Base: ``alpha(t)``, ``dalpha(t)``, ``t_from_alpha(a)``; derived ``sigma_bar``, its rate."""
 
     def alpha(self, t) -> Array:
         raise NotImplementedError

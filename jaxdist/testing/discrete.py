@@ -4,7 +4,7 @@
 81 sequences). For any tokenwise forward process, ``conditionals(process)`` is the exact network
 ``fn(x_t, t) -> log p(x0^i | x_t)`` by enumeration,
 
-    p(x0 | x_t) ~ p(x0) prod_i q_t(x_t^i | x0^i),   p(x0^i = v | x_t) = sum_{x0: x0^i = v} p(x0 | x_t)
+    p(x0 | x_t) ~ p(x0) prod_i q_t(x_t^i | x0^i),  p(x0^i = v | x_t) = sum_{x0^i = v} p(x0 | x_t)
 
 (for the masked process this is the clean conditional given the unmasked tokens, independent of
 ``t``), and ``log_marginal(process, x_t, t)`` is the exact ``log p_t(x_t)``, hence the exact
@@ -15,6 +15,7 @@ samples against ``p``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
 
@@ -82,7 +83,9 @@ class SequenceDistribution:
 
     def sample(self, key: Array, n: int) -> Array:
         """``n`` exact draws ``[n, L]`` int32."""
-        idx = jax.random.choice(key, self.probs.size, (n,), p=jnp.asarray(self.probs))
+        logits = jnp.log(jnp.asarray(self.probs))
+        idx = jax.random.categorical(key, logits, shape=(n,), mode="highest" if logits.dtype
+                                     == jnp.float32 else None)
         return jnp.asarray(self.sequences)[idx]
 
     def histogram(self, tokens) -> np.ndarray:
@@ -113,18 +116,29 @@ class SequenceDistribution:
 
     def conditionals(self, process):
         """The exact network ``fn(x_t [b, L], t [b]) -> log p(x0^i | x_t) [b, L, V]``."""
-        seqs = jnp.asarray(self.sequences)
-        onehot = jax.nn.one_hot(seqs, self.vocab_size)      # [N, L, V]
-        logp = jnp.log(jnp.asarray(self.probs))
+        seqs, log_probs = self.sequences, np.log(self.probs)
 
         def fn(x_t: Array, t: Array) -> Array:
+            logp = jnp.asarray(log_probs)                    # float64 under x64, at trace time
+            onehot = jax.nn.one_hot(seqs, self.vocab_size, dtype=logp.dtype)  # [N, L, V]
             loglik = self._log_likelihoods(process, x_t, t)
             impossible = jnp.all(jnp.isneginf(loglik), axis=-1, keepdims=True)  # p_t(x_t) = 0:
             post = jax.nn.softmax(logp + jnp.where(impossible, 0.0, loglik), axis=-1)  # prior
-            marg = jnp.einsum("bn,nlv->blv", post.astype(onehot.dtype), onehot)
+            marg = jnp.einsum("bn,nlv->blv", post, onehot)
             return jnp.log(jnp.maximum(marg, jnp.finfo(marg.dtype).tiny))
 
-        return fn
+        return jax.jit(fn)
+
+    def log_scores(self, process):
+        """The exact score network ``fn(x_t, t) -> log s [b, L, S]`` (SEDD's ``log_score``)."""
+        conditionals = self.conditionals(process)
+
+        def fn(x_t: Array, t: Array) -> Array:
+            p0 = jax.nn.softmax(conditionals(x_t, t), axis=-1)
+            s = process.scores(x_t, p0, t)
+            return jnp.log(jnp.maximum(s, jnp.finfo(s.dtype).tiny))
+
+        return jax.jit(fn)
 
 
 def _all_sequences(vocab_size: int, length: int) -> np.ndarray:
@@ -148,33 +162,39 @@ def chi_square_test(counts, probs, min_expected: float = 5.0) -> tuple[float, in
     return stat, dof, float(stats.chi2.sf(stat, dof))
 
 
-def exact_sampler_law(dist: SequenceDistribution, sampler, process, fn, grid) -> tuple[np.ndarray,
-                                                                                         float]:
+def exact_sampler_law(dist: SequenceDistribution, sampler, process, fn, grid, *,
+                      prediction: str = "logits") -> tuple[np.ndarray, float]:
     """The exact output law of a grid sampler (no Monte Carlo): ``(probs [V^L], leftover)``.
 
     Propagates the distribution over all ``S^L`` noisy sequences through each step's kernel
     ``K[x_t, x_s] = prod_i P_i(x_s^i | x_t)`` (:func:`jaxdist.discrete.samplers.step_probs`),
     from the prior at ``grid[0]``; ``leftover`` is the final mass on sequences that still hold a
     mask (it counts fully in the total variation ``0.5 (|probs - p|_1 + leftover)``)."""
-    from ..discrete.samplers import step_probs
-
     n_states, length = process.n_states, dist.length
-    states = jnp.asarray(_all_sequences(n_states, length))        # [M, L]
+    states = _all_sequences(n_states, length)                          # [M, L]
     if process.absorbing:
         law = np.zeros(states.shape[0])
-        law[-1] = 1.0                                                # all masks (last in order)
+        law[-1] = 1.0                                                  # all masks (last in order)
     else:
         law = np.full(states.shape[0], 1.0 / states.shape[0])
+    step = _stepper(sampler, process, fn, prediction)
     grid = np.asarray(grid)
     for i in range(grid.size - 1):
-        probs = step_probs(sampler, process, fn, states, jnp.asarray(grid[i + 1]),
-                           jnp.asarray(grid[i]), last=i == grid.size - 2)
+        probs = np.asarray(step(jnp.asarray(states), grid[i + 1], grid[i], i == grid.size - 2))
         probs = probs / probs.sum(-1, keepdims=True)
-        kernel = jnp.ones((states.shape[0], states.shape[0]), probs.dtype)
+        kernel = np.ones((states.shape[0], states.shape[0]))
         for j in range(length):
             kernel = kernel * probs[:, j, :][:, states[:, j]]
-        law = np.asarray(law @ np.asarray(kernel))
-    clean = np.all(np.asarray(states) < dist.vocab_size, axis=1)
+        law = law @ kernel
+    clean = np.all(states < dist.vocab_size, axis=1)
     out = np.zeros(dist.probs.size)
-    out[dist.index(np.asarray(states)[clean])] = law[clean]
+    out[dist.index(states[clean])] = law[clean]
     return out, float(law[~clean].sum())
+
+
+@functools.lru_cache(maxsize=32)
+def _stepper(sampler, process, fn, prediction):
+    from ..discrete.samplers import step_probs
+
+    return jax.jit(lambda x, s, t, last: step_probs(sampler, process, fn, x, s, t, last=last,
+                                                    prediction=prediction))
