@@ -13,6 +13,13 @@ The network contract: ``fn(tokens [b, L] int32, t [b]) -> logits [b, L, V]`` of 
 from .categorical import categorical as categorical
 from .categorical import gumbel as gumbel
 from .categorical import top_p_filter as top_p_filter
+from .objectives import NELBO as NELBO
+from .objectives import make_discrete_loss as make_discrete_loss
+from .objectives import mdlm_terms as mdlm_terms
+from .objectives import nelbo as nelbo
+from .objectives import radd_terms as radd_terms
+from .objectives import score_entropy as score_entropy
+from .objectives import score_entropy_terms as score_entropy_terms
 from .processes import DiscreteProcess as DiscreteProcess
 from .processes import MaskedProcess as MaskedProcess
 from .processes import UniformProcess as UniformProcess
@@ -33,4 +40,6 @@ from .schedules import get_schedule as get_schedule
 __all__ = ["MaskedProcess", "UniformProcess", "DiscreteProcess", "LinearSchedule",
            "CosineSchedule", "PolynomialSchedule", "LogLinearSchedule", "DiscreteSchedule",
            "get_schedule", "Ancestral", "TauLeaping", "Analytic", "FirstHitting", "SAMPLERS",
-           "DiscreteSample", "sample", "categorical", "gumbel", "top_p_filter"]
+           "DiscreteSample", "sample", "categorical", "gumbel", "top_p_filter", "nelbo", "NELBO",
+           "mdlm_terms", "radd_terms", "score_entropy_terms", "score_entropy",
+           "make_discrete_loss"]
