@@ -53,13 +53,13 @@ PROCESSES = [jd.discrete.MaskedProcess(3, schedule="cosine"), jd.discrete.Unifor
 
 @pytest.mark.parametrize("process", PROCESSES, ids=lambda p: type(p).__name__)
 def test_forward_marginals_sample_their_law(x64, process):
-    x0 = jnp.array([[0, 1, 2, 1]] * 20000)
-    t = jnp.full((20000,), 0.4)
+    x0 = jnp.array([[0, 1, 2, 1]] * 8000)
+    t = jnp.full((8000,), 0.4)
     q = process.marginal_probs(x0, t)
     np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-12)
     xt = process.sample_marginal(jax.random.key(0), x0, t)
     freq = np.stack([(np.asarray(xt) == s).mean(0) for s in range(process.n_states)], -1)
-    np.testing.assert_allclose(freq, q[0], atol=0.015)          # 4 sigma of 20000 draws
+    np.testing.assert_allclose(freq, q[0], atol=0.022)          # 4 sigma of 8000 draws
 
 
 @pytest.mark.parametrize("process", PROCESSES, ids=lambda p: type(p).__name__)
@@ -102,18 +102,21 @@ def test_reverse_rates_are_the_time_reversal(x64, process):
     dist = jd.testing.SequenceDistribution.random(3)
     fn = dist.conditionals(process)
     xt = jnp.array([[0, process.n_states - 1, 2, 1], [1, 1, 0, process.n_states - 1]])
-    t = jnp.full((2,), 0.5)
-    rates = process.rates_from_probs(xt, jax.nn.softmax(fn(xt, t), -1), t)
-    moved = _moved(xt, process.n_states)                                     # [L, S, 2, L]
-    into = jax.vmap(jax.vmap(lambda z: process.rate_into(z, t)))(moved)      # [L, S, 2, L, S]
-    out_total = jnp.zeros(2)
-    for i in range(4):                     # Q(x -> y): the rate into y = x^{i->y} from x^i
-        q = into[i, :, jnp.arange(2), i, xt[:, i]]                           # [2, S]
-        out_total = out_total + q.sum(-1)
-    h = 1e-5
-    dlogp = (_log_marginal(dist, process, xt, 0.5 + h)
-             - _log_marginal(dist, process, xt, 0.5 - h)) / (2 * h)
-    np.testing.assert_allclose(dlogp, rates.sum((1, 2)) - out_total, rtol=1e-6)
+
+    @jax.jit
+    def both_sides(t):
+        tb = jnp.full((2,), t)
+        rates = process.rates_from_probs(xt, jax.nn.softmax(fn(xt, tb), -1), tb)
+        moved = _moved(xt, process.n_states)                                 # [L, S, 2, L]
+        into = jax.vmap(jax.vmap(lambda z: process.rate_into(z, tb)))(moved)  # [L, S, 2, L, S]
+        out_total = sum(into[i, :, jnp.arange(2), i, xt[:, i]].sum(-1) for i in range(4))
+        h = 1e-5
+        ends = jax.vmap(lambda u: dist.log_marginal(process, xt, u))(jnp.stack([t - h, t + h]))
+        dlogp = (ends[1] - ends[0]) / (2 * h)
+        return dlogp, rates.sum((1, 2)) - out_total   # Q(x -> x^{i->y}): the rate into it
+
+    dlogp, rhs = both_sides(jnp.asarray(0.5))
+    np.testing.assert_allclose(dlogp, rhs, rtol=1e-6)
 
 
 def test_bad_tokens_give_clear_errors():

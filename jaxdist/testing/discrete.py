@@ -103,11 +103,14 @@ class SequenceDistribution:
 
     def _log_likelihoods(self, process, x_t: Array, t) -> Array:
         """``log q_t(x_t | x0)`` for every clean sequence: ``[b, V^L]``."""
-        seqs = jnp.asarray(self.sequences)
         t = jnp.broadcast_to(jnp.asarray(t), x_t.shape[:1])
-        q = process.marginal_probs(seqs[None], t[:, None] if t.ndim else t)  # [b, N, L, S]
-        picked = jnp.take_along_axis(q, x_t[:, None, :, None], axis=-1)[..., 0]
-        return jnp.sum(jnp.log(jnp.maximum(picked, 0.0)), axis=-1)
+        tokens = jnp.broadcast_to(jnp.arange(self.vocab_size), (x_t.shape[0], self.vocab_size))
+        q = process.marginal_probs(tokens, t)                            # [b, V, S]: q_t(y | a)
+        with np.errstate(divide="ignore"):
+            table = jnp.log(q)
+        here = jnp.take_along_axis(table[:, None], x_t[:, :, None, None], axis=-1)[..., 0]
+        seqs = self.sequences                                            # here: [b, L, V]
+        return sum(here[:, i, seqs[:, i]] for i in range(self.length))   # [b, N]
 
     def log_marginal(self, process, x_t: Array, t) -> Array:
         """Exact ``log p_t(x_t) = log sum_x0 p(x0) q_t(x_t | x0)`` for ``x_t [b, L]``: ``[b]``."""
