@@ -20,9 +20,9 @@ from typing import Any
 __version__ = "0.1.0"
 
 #: public submodules (``jd.schedules``, ``jd.grids``, ...), imported on first attribute access
-_SUBMODULES = ("checkpoint", "data", "denoiser", "distill", "grids", "guidance", "inversion",
-               "likelihood", "mcmc", "metrics", "models", "noise", "objectives", "parallel",
-               "predictions", "schedules", "solvers", "testing", "train")
+_SUBMODULES = ("checkpoint", "data", "denoiser", "discrete", "distill", "grids", "guidance",
+               "inversion", "likelihood", "mcmc", "metrics", "models", "noise", "objectives",
+               "parallel", "predictions", "schedules", "solvers", "testing", "train", "tune")
 
 #: public names -> the submodule that defines them
 _NAMES = {

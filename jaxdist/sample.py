@@ -33,6 +33,7 @@ from .denoiser import BaseDenoiser
 from .grids import validate_grid
 from .solvers.adaptive import AdaptiveDPMSolver, AdaptiveInfo
 from .solvers.base import ModelState, Solver, set_stages, stage_table
+from .solvers.primitives import hold_zero
 
 Array = jax.Array
 
@@ -183,9 +184,9 @@ def _check_grid_values(schedule, grid: Array) -> None:
 
 
 def sample(solver: Solver, denoiser: BaseDenoiser, x_T: Array, grid: Array,
-           key: Array | None = None,
-           *, cond: dict[str, Any] | None = None, save_trajectory: bool = False,
-           remat: bool = False, unroll: int = 1, checks: bool = False) -> SampleResult:
+           key: Array | None = None, *, cond: dict[str, Any] | None = None,
+           save_trajectory: bool = False, remat: bool = False, unroll: int = 1,
+           checks: bool = False) -> SampleResult:
     """Runs ``solver`` on ``denoiser`` from ``x_T`` at ``grid[0]`` down the decreasing ``grid``.
 
     Args:
@@ -217,7 +218,8 @@ def sample(solver: Solver, denoiser: BaseDenoiser, x_T: Array, grid: Array,
     def run(x_T, grid, key):
         if checks:
             _check_grid_values(denoiser.schedule, grid)
-        coefs = solver.coefficients(denoiser.schedule, grid)
+        # t = 0 is a fixed end point: d/d grid stays finite for grids ending at 0
+        coefs = solver.coefficients(denoiser.schedule, hold_zero(grid))
         state = solver.init(x_T, model.start(x_T))
         keys = None if key is None else jax.random.split(key, n_steps)
         state, traj = run_steps(solver, model, state, coefs, grid, keys,

@@ -1,10 +1,10 @@
-"""The ``jaxdist`` command line: ``train``, ``distill``, ``sample``, ``demo``, ``bench`` and
-``solvers``.
+"""The ``jaxdist`` command line: ``train``, ``distill``, ``sample``, ``tune``, ``demo``, ``bench``
+and ``solvers``.
 
 The library never imports this package. Layout:
 
-* one module per command (:mod:`.train`, :mod:`.distill`, :mod:`.sample`, :mod:`.demo`,
-  :mod:`.bench`, :mod:`.solvers`), each with its ``add_parser(subparsers)`` and
+* one module per command (:mod:`.train`, :mod:`.distill`, :mod:`.sample`, :mod:`.tune`,
+  :mod:`.demo`, :mod:`.bench`, :mod:`.solvers`), each with its ``add_parser(subparsers)`` and
   ``run(args) -> int``; they import only the standard library at module level, so
   ``jaxdist --help`` and mistyped arguments answer without starting JAX;
 * the implementations, usable from Python: :mod:`.runs` (train, restore, sample, demo),
@@ -24,13 +24,13 @@ import argparse
 import sys
 from typing import Sequence
 
-from . import bench, demo, distill, sample, solvers, train
+from . import bench, demo, distill, sample, solvers, train, tune
 from .options import CLIError, Parser
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
 #: command name -> its module (``add_parser``, ``run``), in the order ``--help`` lists them
-COMMANDS = {m.NAME: m for m in (train, distill, sample, demo, bench, solvers)}
+COMMANDS = {m.NAME: m for m in (train, distill, sample, tune, demo, bench, solvers)}
 
 
 def _version() -> str:

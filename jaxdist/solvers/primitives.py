@@ -30,7 +30,7 @@ from ..schedules import Schedule, expand_to
 Array = jax.Array
 
 __all__ = [
-    "LAMBDA_CLIP", "clipped_log_snr", "half_log_snr", "phi_functions", "dpm_phis",
+    "LAMBDA_CLIP", "clipped_log_snr", "hold_zero", "half_log_snr", "phi_functions", "dpm_phis",
     "first_order_coefficients", "output_in_space", "multistep_orders", "select_by_order",
     "check_order", "check_noise_start", "check_alpha_start", "concrete", "boundary_bound",
 ]
@@ -41,8 +41,29 @@ _SERIES_TERMS = 16
 
 
 def clipped_log_snr(schedule: Schedule, t: Array) -> Array:
-    """``log(alpha^2 / sigma^2)(t)`` clipped to ``[-LAMBDA_CLIP, LAMBDA_CLIP]``."""
-    return jnp.clip(schedule.log_snr(t), -LAMBDA_CLIP, LAMBDA_CLIP)
+    """``log(alpha^2 / sigma^2)(t)`` clipped to ``[-LAMBDA_CLIP, LAMBDA_CLIP]``.
+
+    Differentiable everywhere (the double-``where`` trick): where the log-SNR is clipped (also
+    where it is infinite, ``sigma = 0`` at ``t = 0`` or ``alpha = 0``) the value is the clip
+    bound and the derivative is 0, without the ``0 * inf = nan`` that differentiating
+    ``log(sigma)`` there would give; elsewhere the value is ``log_snr(t)`` unchanged.
+    """
+    t = jnp.asarray(t)
+    raw = jax.lax.stop_gradient(schedule.log_snr(t))
+    inside = jnp.abs(raw) < LAMBDA_CLIP
+    t_safe = jnp.where(inside, t, 0.5 * (schedule.t_min + schedule.t_max))
+    return jnp.where(inside, schedule.log_snr(t_safe), jnp.clip(raw, -LAMBDA_CLIP, LAMBDA_CLIP))
+
+
+def hold_zero(grid: Array) -> Array:
+    """``grid`` with a time ``t = 0`` held fixed under differentiation (same values).
+
+    A step to clean data does not move with its end point, and for VP schedules the one-sided
+    derivatives there are infinite (``sigma(t) ~ sqrt(t)``): the gradient with respect to a
+    final ``0`` is defined as 0, so that ``d sample / d grid`` is finite for grids ending at 0.
+    """
+    grid = jnp.asarray(grid)
+    return jnp.where(grid == 0, jax.lax.stop_gradient(grid), grid)
 
 
 def half_log_snr(schedule: Schedule, t: Array) -> Array:
