@@ -84,10 +84,10 @@ class Runner:
         return self.cache[key](solver, jnp.asarray(grid, jnp.float64))
 
 
-def fixed_grid_rows(runner, reference) -> dict:
+def fixed_grid_rows(runner, reference, nfes=NFES) -> dict:
     """``{nfe: {"best": row, "ays": row, "gits": row}}``, each ``row`` the best solver."""
     out = {}
-    for nfe in NFES:
+    for nfe in nfes:
         rows = []
         for name in FIXED_SOLVERS:
             solver = registry.by_name(name)
@@ -113,13 +113,20 @@ def fixed_grid_rows(runner, reference) -> dict:
     return out
 
 
-def tuned_rows(den, x_train, y_train, runner, reference, steps: int, on_nfe=None) -> dict:
+def pick(variants: list) -> dict:
+    """The lowest-validation-error variant of each kind (``grid``, ``solver``) and all of them."""
+    return {**{kind: min((v for v in variants if v["kind"] == kind), key=lambda v: v["val_rms"])
+               for kind in ("grid", "solver")}, "variants": variants}
+
+
+def tuned_rows(den, x_train, y_train, runner, reference, steps: int, on_nfe=None,
+               nfes=NFES, tune_solvers=TUNE_SOLVERS) -> dict:
     """``{nfe: {"grid": row, "solver": row, "variants": [...]}}`` (``on_nfe(out)`` after each
     NFE: partial results are written as they come)."""
     out = {}
-    for nfe in NFES:
+    for nfe in nfes:
         variants = []
-        for name in TUNE_SOLVERS:
+        for name in tune_solvers:
             solver = registry.by_name(name)
             common = dict(teacher=y_train, steps=steps, learning_rate=0.05, validation=0.2,
                           final_zero=False, key=jax.random.key(nfe), progress=False)
@@ -134,9 +141,7 @@ def tuned_rows(den, x_train, y_train, runner, reference, steps: int, on_nfe=None
                     "val_rms": min(h["val_rms"] for h in t.history),
                     "error": rms(runner(t.solver, t.grid), reference),
                     "seconds": cost, "grid": np.asarray(t.grid).tolist()})
-        out[nfe] = {kind: min((v for v in variants if v["kind"] == kind),
-                              key=lambda v: v["val_rms"]) for kind in ("grid", "solver")}
-        out[nfe]["variants"] = variants
+        out[nfe] = pick(variants)
         if on_nfe is not None:
             on_nfe(out)
     return out
@@ -198,9 +203,11 @@ def write(report: dict, out: Path) -> None:
     plot(report, out.with_suffix(".png"))
 
 
-def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path) -> dict:
+def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path, nfes=NFES,
+                tune_solvers=TUNE_SOLVERS) -> dict:
     """Fixed grids and tuning on ``builtin_mixture(dim)``; writes ``out`` as results come."""
-    report = {"schedule": repr(SCHEDULE), "t_start": 1.0, "t_end": 0.0, "nfes": list(NFES),
+    report = {"schedule": repr(SCHEDULE), "t_start": 1.0, "t_end": 0.0, "nfes": list(nfes),
+              "tune_solvers": list(tune_solvers),
               "tuning_steps": steps, "n_train": n_train, "n_test": n_test,
               "metric": "RMS distance to the exact PF-ODE solution (float64 Dopri8) at t = 0",
               "cpu_count": os.cpu_count(), "mixtures": {}}
@@ -214,7 +221,7 @@ def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path) -> d
     y_test = gmm.ode_solution(SCHEDULE, x_test, 1.0, 0.0)
     print(f"{dim}-D: references in {time.perf_counter() - tic:.1f} s", flush=True)
     runner = Runner(den, x_test)
-    fixed = {str(k): v for k, v in fixed_grid_rows(runner, y_test).items()}
+    fixed = {str(k): v for k, v in fixed_grid_rows(runner, y_test, nfes).items()}
     print(f"{dim}-D: fixed grids done", flush=True)
     name = f"gmm{dim}"
     problem = f"jd.testing.builtin_mixture({dim})" + (
@@ -228,7 +235,8 @@ def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path) -> d
         write(report, out)
         print(table(report), flush=True)
 
-    tuned_rows(den, x_train, y_train, runner, y_test, steps, on_nfe=save)
+    tuned_rows(den, x_train, y_train, runner, y_test, steps, on_nfe=save, nfes=nfes,
+               tune_solvers=tune_solvers)
     return report
 
 
@@ -238,17 +246,28 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="Adam steps per tuning")
     parser.add_argument("--dims", type=int, nargs="+", default=[2, 16],
                         help="mixture dimensions (default: 2 16)")
+    parser.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
+    parser.add_argument("--tune-solvers", nargs="+", default=list(TUNE_SOLVERS))
     parser.add_argument("--n-train", type=int, default=512)
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=OUT / "tuned_samplers")
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
                         help="only merge these JSON reports into --out")
     args = parser.parse_args()
-    if args.merge:
+    if args.merge:  # later reports add tuned variants (same noise, same fixed grids)
         reports = [json.loads(p.read_text()) for p in args.merge]
         merged = {**reports[0], "mixtures": {}}
         for r in reports:
-            merged["mixtures"].update(r["mixtures"])
+            for name, res in r["mixtures"].items():
+                if name not in merged["mixtures"]:
+                    merged["mixtures"][name] = res
+                    continue
+                have = merged["mixtures"][name]
+                for nfe, tuned in res["tuned"].items():
+                    if nfe in have["tuned"]:
+                        have["tuned"][nfe] = pick(have["tuned"][nfe]["variants"]
+                                                  + tuned["variants"])
+                have.setdefault("tune_solvers", []).extend(r.get("tune_solvers", []))
         write(merged, args.out)
         print(table(merged))
         return
@@ -256,7 +275,8 @@ def main() -> None:
     dims = [2] if args.quick else args.dims
     for dim in dims:
         out = args.out if len(dims) == 1 else args.out.with_name(f"{args.out.name}-gmm{dim}")
-        run_mixture(dim, steps, args.n_train, args.n_test, out)
+        run_mixture(dim, steps, args.n_train, args.n_test, out, tuple(args.nfes),
+                    tuple(args.tune_solvers))
     print(f"wrote {args.out}*.json, .md and .png")
 
 
