@@ -29,6 +29,8 @@ the JSON).
     python experiments/tuned_samplers.py --dims 16 --out experiments/out/tuned_samplers-gmm16
     python experiments/tuned_samplers.py --merge experiments/out/tuned_samplers-gmm*.json
     python experiments/tuned_samplers.py --quick      # fewer tuning steps, 2-D only
+    python experiments/tuned_samplers.py --dims 16 --nfes 10 --tune-solvers unipc ipndm \
+        --n-train 2048 --out experiments/out/tuned_samplers-n2048-gmm16
 """
 
 from __future__ import annotations
