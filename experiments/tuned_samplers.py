@@ -27,7 +27,10 @@ the JSON).
 
     python experiments/tuned_samplers.py --dims 2 --out experiments/out/tuned_samplers-gmm2
     python experiments/tuned_samplers.py --dims 16 --out experiments/out/tuned_samplers-gmm16
-    python experiments/tuned_samplers.py --merge experiments/out/tuned_samplers-gmm*.json
+    python experiments/tuned_samplers.py --dims 2 --nfes 8 10 --tune-solvers ipndm \
+        --out experiments/out/tuned_samplers-ipndm-gmm2          # (and 16): iPNDM at 8, 10
+    python experiments/tuned_samplers.py --merge experiments/out/tuned_samplers-gmm{2,16}.json \
+        experiments/out/tuned_samplers-ipndm-gmm{2,16}.json    # -> tuned_samplers.{json,md,png}
     python experiments/tuned_samplers.py --quick      # fewer tuning steps, 2-D only
     python experiments/tuned_samplers.py --dims 16 --nfes 10 --tune-solvers unipc ipndm \
         --n-train 2048 --out experiments/out/tuned_samplers-n2048-gmm16
