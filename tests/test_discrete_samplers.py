@@ -53,17 +53,17 @@ def test_analytic_step_equals_ancestral_and_score_networks_match_logits(x64):
 
 
 def test_first_hitting_reproduces_the_distribution(x64):
-    """Chi-square of 20000 first-hitting draws against p (level 1e-3). Power: against the
-    16-step ancestral law (TV 0.053 from p) the test rejects with probability > 0.99, and it
-    does reject 20000 actual 4-step ancestral draws."""
-    n = 20000
+    """Chi-square of 12000 first-hitting draws against p (level 1e-3). Power: against the
+    8-step ancestral law (TV 0.10 from p) the test rejects with probability > 0.99, and it
+    does reject 12000 actual 4-step ancestral draws."""
+    n = 12000
     fhs = jax.jit(lambda k: jd.discrete.sample(FirstHitting(), MASKED, FNS[MASKED], k, (n, 4)))
     out = fhs(jax.random.key(0))
     assert int(out.nfe) == 4 and int(jnp.max(out.tokens)) < 3
     _, dof, p_value = chi_square_test(DIST.histogram(out.tokens), DIST.probs)
     assert p_value > 1e-3, p_value
     critical = stats.chi2.isf(1e-3, dof)
-    _, alt = _tv(Ancestral(), MASKED, 16)
+    _, alt = _tv(Ancestral(), MASKED, 8)
     noncentrality = n * np.sum((alt - DIST.probs) ** 2 / DIST.probs)
     assert stats.ncx2.sf(critical, dof, noncentrality) > 0.99
     anc = jax.jit(lambda k: jd.discrete.sample(Ancestral(), MASKED, FNS[MASKED], k, (n, 4),
@@ -126,8 +126,9 @@ def test_float32_gumbel_truncation_and_the_safe_default():
     u[0] = np.finfo(np.float32).tiny
     g = np.sort(-np.log(-np.log(u)))                      # the float32 law, one per uniform
     draws = np.asarray(gumbel(jax.random.key(0), (4096,), method="float32"))
-    nearest = g[np.clip(np.searchsorted(g, draws), 0, g.size - 1)]
-    assert np.all(np.abs(nearest - draws) <= 4e-7 * np.maximum(1, np.abs(draws)))  # JAX's values
+    idx = np.clip(np.searchsorted(g, draws), 1, g.size - 1)
+    gap_to_grid = np.minimum(np.abs(g[idx] - draws), np.abs(g[idx - 1] - draws))
+    assert np.all(gap_to_grid <= 1e-6 * np.maximum(1, np.abs(draws)))  # JAX draws this law
 
     def p_rare(gap):                                      # P(g_rare - g_main > gap), float32
         above = g.size - np.searchsorted(g, g + np.float32(gap), side="right")
