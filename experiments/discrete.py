@@ -154,7 +154,7 @@ def main():
     with open(args.out, "w") as f:   # partial results first (the digits run is the longest)
         json.dump(results, f, indent=1)
     if args.digits:
-        data = D.digit_tokens()
+        data = jd.data.digit_tokens()
         process = D.MaskedProcess(data.vocab_size)
         fn, history, seconds = train("radd", process, data.sample, 64, args.digits_steps)
         bits, se = heldout_bits(process, fn, "radd", data.held_out(297))
