@@ -121,6 +121,8 @@ def main():
     parser.add_argument("--digits", action="store_true")
     parser.add_argument("--digits-steps", type=int, default=1500)
     parser.add_argument("--out", default="experiments/out/discrete.json")
+    parser.add_argument("--only", default=None,
+                        help="rerun one Markov run, e.g. 'sedd/masked', into the existing --out")
     args = parser.parse_args()
     results = {}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -128,11 +130,19 @@ def main():
             ("radd", "masked", D.MaskedProcess(8, schedule="linear")),
             ("sedd", "masked", D.MaskedProcess(8, schedule="loglinear")),
             ("sedd", "uniform", D.UniformProcess(8))]
-    bar = tqdm(total=32 + len(runs) + int(args.digits), desc="discrete", dynamic_ncols=True)
-    results["oracle"] = oracle_table(bar)
     chain = D.markov_chain()
     held = np.asarray(chain.sample(jax.random.key(2**20 + 11), 1024))
-    results["markov"] = {"exact_bits_per_token": chain.bits_per_token(), "runs": []}
+    if args.only:
+        with open(args.out) as f:
+            results = json.load(f)
+        runs = [r for r in runs if f"{r[0]}/{r[1]}" == args.only]
+        results["markov"]["runs"] = [r for r in results["markov"]["runs"]
+                                     if f"{r['objective']}/{r['process']}" != args.only]
+        args.digits = False
+    bar = tqdm(total=32 + len(runs) + int(args.digits), desc="discrete", dynamic_ncols=True)
+    if not args.only:
+        results["oracle"] = oracle_table(bar)
+        results["markov"] = {"exact_bits_per_token": chain.bits_per_token(), "runs": []}
     for objective, kind, process in runs:
         fn, history, seconds = train(objective, process, chain.sample, chain.length, args.steps)
         bits, se = heldout_bits(process, fn, objective, held)

@@ -52,6 +52,16 @@ def test_analytic_step_equals_ancestral_and_score_networks_match_logits(x64):
     np.testing.assert_allclose(law_scores, law_logits, atol=1e-9)
 
 
+def test_score_network_final_step_leaves_no_mask():
+    """A (bad) score network on the masked process: tau-leaping's final analytic step to t = 0
+    drops the mask column, so every draw is a clean sequence."""
+    process = jd.discrete.MaskedProcess(3, schedule="loglinear")
+    fn = lambda x, t: jnp.full((*x.shape, 4), -3.0)  # noqa: E731
+    out = jd.discrete.sample(TauLeaping(), process, fn, jax.random.key(0), (64, 4), n_steps=4,
+                             prediction="log_score")
+    assert int(out.tokens.max()) < 3
+
+
 def test_first_hitting_reproduces_the_distribution(x64):
     """Chi-square of 12000 first-hitting draws against p (level 1e-3). Power: against the
     8-step ancestral law (TV 0.10 from p) the test rejects with probability > 0.99, and it
