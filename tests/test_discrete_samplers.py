@@ -86,15 +86,16 @@ def test_first_hitting_reproduces_the_distribution(x64):
 
 
 def test_time_agnostic_cache_skips_calls_without_changing_draws(x64):
-    """64 steps over 4 positions: most steps unmask nothing, so a time-agnostic model is
-    called only after a change; the draws are identical to the uncached run."""
+    """32 steps, 2 sequences of 4 positions: at most 8 steps change a token, so a time-agnostic
+    model is called at most 9 times (the first call and one after each change); the draws are
+    identical to the uncached run."""
     run = lambda agnostic: jd.discrete.sample(Ancestral(), MASKED, FNS[MASKED],  # noqa: E731
-                                              jax.random.key(3), (8, 4), n_steps=64,
+                                              jax.random.key(3), (2, 4), n_steps=32,
                                               time_agnostic=agnostic)
     plain, cached = run(False), run(True)
     np.testing.assert_array_equal(plain.tokens, cached.tokens)
-    assert int(plain.nfe) == 64
-    assert 1 <= int(cached.nfe) < 40, int(cached.nfe)
+    assert int(plain.nfe) == 32
+    assert 1 <= int(cached.nfe) <= 9, int(cached.nfe)
 
 
 def test_greedy_and_top_p_filters(x64):
@@ -103,10 +104,8 @@ def test_greedy_and_top_p_filters(x64):
     fn = one.conditionals(process)
     greedy = jd.discrete.sample(FirstHitting(greedy=True), process, fn, jax.random.key(0), (50, 1))
     assert bool(jnp.all(greedy.tokens == 1))
-    nucleus = jd.discrete.sample(Ancestral(top_p=0.8), process, fn, jax.random.key(1), (4000, 1),
-                                 n_steps=2)
-    freq = np.bincount(np.asarray(nucleus.tokens[:, 0]), minlength=3) / 4000
-    np.testing.assert_allclose(freq, [0.0, 0.55 / 0.85, 0.3 / 0.85], atol=0.03)
+    np.testing.assert_allclose(jd.discrete.top_p_filter(jnp.array([[0.15, 0.55, 0.3]]), 0.8),
+                               [[0.0, 0.55 / 0.85, 0.3 / 0.85]])
     np.testing.assert_allclose(jd.discrete.top_p_filter(jnp.array([0.5, 0.3, 0.2]), 0.5),
                                [1.0, 0.0, 0.0])
 
