@@ -114,9 +114,9 @@ def test_float32_gumbel_truncation_and_the_safe_default():
     """The seed paper's finding: float32 Gumbel noise (23-bit uniforms, JAX's mode='low') never
     exceeds -log(-log(1 - 2^-23)) = 15.94, while the true P(g > 16) = 1.1e-7. Over 2^26 draws
     the exact count above 16 is Poisson(7.5): the safe default gives a count in [1, 20]
-    (P = 0.999); float32 gives none. At the categorical level (exact law of the 23-bit
-    Gumbel, all 2^23 uniforms enumerated) a token 17 nats below the other is drawn at 21 % of
-    its probability in float32, and at the right rate for a gap of 8 nats."""
+    (P = 0.999); float32 can give none: its law (all 2^23 uniforms enumerated; 65536 JAX draws
+    all lie on that grid) tops out at 15.94. At the categorical level a token 17 nats below
+    the other is drawn at 21 % of its probability in float32, at the right rate for 8 nats."""
     from jaxdist.discrete.categorical import gumbel
 
     def count(method, chunks=32, chunk=2**21):
@@ -127,14 +127,13 @@ def test_float32_gumbel_truncation_and_the_safe_default():
         # the suite compiles at -O0 (conftest); this loop of 2^27 draws wants -O2 (0.6 s)
         return run.lower().compile(compiler_options={"xla_backend_optimization_level": 2})()
 
-    low_count, low_max = count("float32")
-    safe_count, safe_max = count("safe")
-    assert int(low_count) == 0 and float(low_max) < 15.95
+    safe_count, safe_max = count("safe")   # the float32 draws lie on the grid below (max 15.94)
     assert 1 <= int(safe_count) <= 20 and float(safe_max) > 16.0
     u = (np.arange(2**23, dtype=np.float64) * 2.0**-23).astype(np.float32)
     u[0] = np.finfo(np.float32).tiny
     g = np.sort(-np.log(-np.log(u)))                      # the float32 law, one per uniform
-    draws = np.asarray(gumbel(jax.random.key(0), (4096,), method="float32"))
+    assert g[-1] < 15.95
+    draws = np.asarray(gumbel(jax.random.key(0), (2**16,), method="float32"))
     idx = np.clip(np.searchsorted(g, draws), 1, g.size - 1)
     gap_to_grid = np.minimum(np.abs(g[idx] - draws), np.abs(g[idx - 1] - draws))
     assert np.all(gap_to_grid <= 1e-6 * np.maximum(1, np.abs(draws)))  # JAX draws this law
