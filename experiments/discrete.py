@@ -101,7 +101,7 @@ def heldout_bits(process, fn, objective, tokens, n_samples=16) -> tuple[float, f
     return float(nats.mean() / scale), float(se / scale)
 
 
-def sample_quality(process, fn, chain, sampler, n_steps, objective, n=1000):
+def sample_quality(process, fn, chain, sampler, n_steps, objective, n=500):
     pred = "log_score" if objective == "sedd" else "logits"
     kw = {} if isinstance(sampler, D.FirstHitting) else {"n_steps": n_steps}
     out = jax.jit(lambda k: D.sample(sampler, process, fn, k, (n, chain.length), prediction=pred,
@@ -121,6 +121,8 @@ def main():
     parser.add_argument("--digits", action="store_true")
     parser.add_argument("--digits-steps", type=int, default=1500)
     parser.add_argument("--out", default="experiments/out/discrete.json")
+    parser.add_argument("--only", default=None,
+                        help="rerun one Markov run, e.g. 'sedd/masked', into the existing --out")
     args = parser.parse_args()
     results = {}
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
@@ -128,33 +130,43 @@ def main():
             ("radd", "masked", D.MaskedProcess(8, schedule="linear")),
             ("sedd", "masked", D.MaskedProcess(8, schedule="loglinear")),
             ("sedd", "uniform", D.UniformProcess(8))]
-    bar = tqdm(total=32 + len(runs) + int(args.digits), desc="discrete", dynamic_ncols=True)
-    results["oracle"] = oracle_table(bar)
     chain = D.markov_chain()
     held = np.asarray(chain.sample(jax.random.key(2**20 + 11), 1024))
-    results["markov"] = {"exact_bits_per_token": chain.bits_per_token(), "runs": []}
+    if args.only:
+        with open(args.out) as f:
+            results = json.load(f)
+        runs = [r for r in runs if f"{r[0]}/{r[1]}" == args.only]
+        results["markov"]["runs"] = [r for r in results["markov"]["runs"]
+                                     if f"{r['objective']}/{r['process']}" != args.only]
+        args.digits = False
+    bar = tqdm(total=32 + len(runs) + int(args.digits), desc="discrete", dynamic_ncols=True)
+    if not args.only:
+        results["oracle"] = oracle_table(bar)
+        results["markov"] = {"exact_bits_per_token": chain.bits_per_token(), "runs": []}
     for objective, kind, process in runs:
         fn, history, seconds = train(objective, process, chain.sample, chain.length, args.steps)
         bits, se = heldout_bits(process, fn, objective, held)
         row = {"objective": objective, "process": kind, "steps": args.steps,
                "train_seconds": seconds, "heldout_bits_per_token": bits, "stderr": se,
                "final_loss_bits": history[-1]["loss"] / math.log(2.0), "samples": []}
-        samplers = [(D.Ancestral(), 8), (D.Ancestral(), 32), (D.TauLeaping(), 32),
-                    (D.Analytic(), 32)]
-        if kind == "masked" and objective != "sedd":
-            samplers.append((D.FirstHitting(), None))
+        if objective == "sedd":            # a log-score network: rate-based samplers only
+            samplers = [(D.TauLeaping(), 8), (D.TauLeaping(), 32), (D.Analytic(), 32)]
+        else:
+            samplers = [(D.Ancestral(), 8), (D.Ancestral(), 32), (D.TauLeaping(), 32),
+                        (D.FirstHitting(), None)]
         for sampler, n in samplers:
             q = sample_quality(process, fn, chain, sampler, n, objective)
             row["samples"].append({"sampler": sampler.name, "steps": n, **q})
         results["markov"]["runs"].append(row)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
         bar.update()
     with open(args.out, "w") as f:   # partial results first (the digits run is the longest)
         json.dump(results, f, indent=1)
     if args.digits:
-        data = D.digit_tokens()
+        data = jd.data.digit_tokens()
         process = D.MaskedProcess(data.vocab_size)
-        fn, history, seconds = train("radd", process, data.sample, 64, args.digits_steps,
-                                     dim=96, depth=3)
+        fn, history, seconds = train("radd", process, data.sample, 64, args.digits_steps)
         bits, se = heldout_bits(process, fn, "radd", data.held_out(297))
         results["digits"] = {"objective": "radd", "steps": args.digits_steps,
                              "train_seconds": seconds, "heldout_bits_per_token": bits,

@@ -11,6 +11,10 @@ batch can be drawn inside ``jit``) and a fixed ``held_out(n)`` set for quality m
   ``image_shape = (8, 8)``; a fixed split keeps 297 images out of training. Training draws are
   dequantised: uniform noise over each level's bin ``[-1/16, 1/16)`` makes the data a
   continuous density, so a model's bits/dim on held-out images are an honest bound.
+
+Token data sets (discrete diffusion) are :class:`TokenDataset` s, ``get_token_dataset(name)``:
+``digits-tokens`` (the digits as 64 tokens over the 17 grey levels, same split) and ``markov``
+(:func:`jaxdist.discrete.markov_chain`, vocabulary 8, length 32, exact entropy known).
 """
 
 from __future__ import annotations
@@ -29,7 +33,8 @@ from .testing import builtin_mixture
 Array = jax.Array
 
 __all__ = ["Dataset", "DATASETS", "get_dataset", "two_moons", "checkerboard", "gmm", "digits",
-           "DIGIT_LEVELS", "DIGIT_BINS_RANGE", "digit_levels"]
+           "DIGIT_LEVELS", "DIGIT_BINS_RANGE", "digit_levels", "TokenDataset", "TOKEN_DATASETS",
+           "get_token_dataset", "digit_tokens"]
 
 _HELD_OUT_SEED = 2**20 + 7  # held-out draws use their own stream, never the training keys
 
@@ -158,3 +163,54 @@ def get_dataset(name: str) -> Dataset:
         return DATASETS[name]()
     except KeyError:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}") from None
+
+
+# -- token data sets (discrete diffusion) ---------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class TokenDataset:
+    """A token data set: ``sample(key, n) -> [n, L]`` int32, fixed ``held_out(n)``, and the exact
+    ``entropy_bits_per_token`` when known."""
+
+    name: str
+    vocab_size: int
+    length: int
+    sample: object
+    held_out: object
+    entropy_bits_per_token: float | None = None
+
+
+def digit_tokens() -> TokenDataset:
+    """Digits as ``[n, 64]`` tokens in ``0..16`` (1500 training, 297 held-out images)."""
+    train, test = (digit_levels(a).astype(np.int32) for a in _digit_images())
+    train_j = jnp.asarray(train)
+
+    def sample(key: Array, n: int) -> Array:
+        return train_j[jax.random.randint(key, (n,), 0, train_j.shape[0])]
+
+    def held_out(n: int) -> np.ndarray:
+        if n > len(test):
+            raise ValueError(f"digits-tokens has {len(test)} held-out images; asked for n={n}.")
+        return test[:n]
+
+    return TokenDataset("digits-tokens", DIGIT_LEVELS, 64, sample, held_out)
+
+
+def _markov_dataset() -> TokenDataset:
+    from .discrete.data import markov_chain
+
+    chain = markov_chain()
+    return TokenDataset("markov", chain.vocab_size, chain.length, chain.sample,
+                        lambda n: np.asarray(chain.sample(jax.random.key(_HELD_OUT_SEED + 4), n)),
+                        chain.bits_per_token())
+
+
+#: token data sets by name
+TOKEN_DATASETS = {"digits-tokens": digit_tokens, "markov": _markov_dataset}
+
+
+def get_token_dataset(name: str) -> TokenDataset:
+    """The token data set called ``name`` (``digits-tokens`` or ``markov``)."""
+    if name not in TOKEN_DATASETS:
+        raise ValueError(f"unknown token data set {name!r}; known: {', '.join(TOKEN_DATASETS)}.")
+    return TOKEN_DATASETS[name]()

@@ -24,13 +24,13 @@ def test_markov_chain_entropy_is_exact():
 
 
 def test_digit_tokens_are_the_17_levels():
-    data = jd.discrete.get_token_dataset("digits-tokens")
+    data = jd.data.get_token_dataset("digits-tokens")
     held = data.held_out(297)
     assert held.shape == (297, 64) and held.min() == 0 and held.max() == 16
     train = data.sample(jax.random.key(0), 8)
     assert train.dtype == jnp.int32 and train.shape == (8, 64)
     with pytest.raises(ValueError, match="unknown token data set"):
-        jd.discrete.get_token_dataset("text8")
+        jd.data.get_token_dataset("text8")
 
 
 def test_transformer_training_lowers_the_loss():

@@ -16,29 +16,26 @@ def _z(result, target):
     return (np.asarray(result.nats) - target) / np.asarray(result.stderr)
 
 
-@pytest.mark.parametrize("objective, schedule", [("mdlm", "cosine"), ("radd", "linear"),
-                                                 ("sedd", "linear")])
+@pytest.mark.parametrize("objective, schedule", [("mdlm", "cosine"), ("radd", "linear")])
 def test_masked_nelbo_equals_minus_log_p_for_every_sequence(x64, objective, schedule):
     """With the exact conditionals the masked bound is tight: for each of the 81 sequences the
     NELBO (1000 draws) is -log p(x) within 4.5 standard errors (measured max |z|: mdlm 3.5,
-    radd any-order 2.6, sedd 3.5; mean standard error 0.34, 0.09, 0.25 nats). A wrong
-    model (uniform logits) is rejected by far."""
+    radd any-order 2.6; mean standard error 0.34, 0.09 nats; SEDD's masked score entropy, 3.5
+    and 0.25, is the MDLM integrand with exact scores and is left to the experiment). MDLM's 1/t
+    weight makes its estimator heavy-tailed (at 600 draws one sequence reaches |z| = 5.7: its
+    standard error is optimistic); RADD's bounded weights do not. A wrong model (uniform
+    logits) is rejected by far."""
     process = jd.discrete.MaskedProcess(3, schedule=schedule)
     fn = DIST.conditionals(process)
-    if objective == "sedd":
-        fn, kw = DIST.log_scores(process), {"prediction": "log_score"}
-    else:
-        kw = {}
-    run = jax.jit(lambda f, k: jd.discrete.nelbo(process, f, SEQS, k, 1000, objective=objective,
-                                                 **kw), static_argnums=0)
+    run = jax.jit(lambda f, k: jd.discrete.nelbo(process, f, SEQS, k, 1000, objective=objective),
+                  static_argnums=0)
     result = run(fn, jax.random.key(0))
     target = -DIST.log_prob(SEQS)
     assert np.abs(_z(result, target)).max() < 4.5
     np.testing.assert_allclose(result.bits_per_token, result.nats / (4 * np.log(2)))
-    if objective != "sedd":
-        wrong = run(lambda x, t: jnp.zeros((*x.shape, 3)), jax.random.key(1))
-        z_wrong = (np.asarray(wrong.nats) - target) / np.maximum(np.asarray(wrong.stderr), 1e-9)
-        assert np.abs(z_wrong).max() > 10
+    wrong = run(lambda x, t: jnp.zeros((*x.shape, 3)), jax.random.key(1))
+    z_wrong = (np.asarray(wrong.nats) - target) / np.maximum(np.asarray(wrong.stderr), 1e-9)
+    assert np.abs(z_wrong).max() > 10
 
 
 def test_uniform_score_entropy_nelbo_is_the_exact_bound(x64):
@@ -59,23 +56,24 @@ def test_uniform_score_entropy_nelbo_is_the_exact_bound(x64):
 @pytest.mark.parametrize("process", [jd.discrete.MaskedProcess(3, schedule="loglinear"),
                                      jd.discrete.UniformProcess(3)], ids=["masked", "uniform"])
 def test_score_entropy_is_minimised_by_the_exact_concrete_score(x64, process):
-    """Exact expectation over all (x0, x_t) pairs at t = 0.5 (x_t: every 4th noisy sequence,
+    """Exact expectation over all (x0, x_t) pairs at t = 0.5 (x_t: every 8th noisy sequence,
     x0: all 81): the gradient with respect to the log scores vanishes at the exact concrete
     score, and perturbed scores have a higher loss."""
     t = 0.5
-    states = jnp.asarray(_all_sequences(process.n_states, 4)[::4])     # [M, L]
+    states = jnp.asarray(_all_sequences(process.n_states, 4)[::8])     # [M, L]
     weights = jnp.exp(jnp.log(jnp.asarray(DIST.probs))[None]
                       + DIST._log_likelihoods(process, states, t))      # p(x0) q_t(x_t | x0)
     pairs = jnp.argwhere(weights > 0)
     xt, x0, w = states[pairs[:, 0]], SEQS[pairs[:, 1]], weights[pairs[:, 0], pairs[:, 1]]
     tt = jnp.full((xt.shape[0],), t)
 
+    @jax.jit
     def expected(log_s_states):
         return jnp.sum(w * jd.discrete.score_entropy(process, log_s_states[pairs[:, 0]], xt, x0,
                                                      tt).sum(-1))
 
     exact = DIST.log_scores(process)(states, jnp.full((states.shape[0],), t))
-    grad = jax.grad(expected)(exact)
+    grad = jax.jit(jax.grad(expected))(exact)
     assert float(jnp.abs(grad).max()) < 1e-10
     noise = jax.random.normal(jax.random.key(0), exact.shape)
     base = expected(exact)

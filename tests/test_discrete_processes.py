@@ -7,6 +7,7 @@ import pytest
 
 import jaxdist as jd
 from jaxdist.discrete import schedules as S
+from jaxdist.testing.discrete import _all_sequences
 
 SCHEDULES = [S.LinearSchedule(), S.CosineSchedule(), S.PolynomialSchedule(3.0),
              S.LogLinearSchedule(1e-3)]
@@ -53,7 +54,7 @@ PROCESSES = [jd.discrete.MaskedProcess(3, schedule="cosine"), jd.discrete.Unifor
 
 @pytest.mark.parametrize("process", PROCESSES, ids=lambda p: type(p).__name__)
 def test_forward_marginals_sample_their_law(x64, process):
-    x0 = jnp.array([[0, 1, 2, 1]] * 8000)
+    x0 = jnp.tile(jnp.array([[0, 1, 2, 1]]), (8000, 1))
     t = jnp.full((8000,), 0.4)
     q = process.marginal_probs(x0, t)
     np.testing.assert_allclose(q.sum(-1), 1.0, rtol=1e-12)
@@ -69,30 +70,36 @@ def test_scores_posterior_and_analytic_step_are_exact(x64, process):
     summed over all S^L sequences x_s; for the uniform process the analytic step equals it."""
     dist = jd.testing.SequenceDistribution.random(1)
     fn = dist.conditionals(process)
-    key = jax.random.key(2)
-    x0 = dist.sample(key, 64)
-    t, s = jnp.full((64,), 0.6), jnp.full((64,), 0.35)
-    xt = process.sample_marginal(jax.random.fold_in(key, 1), x0, t)
-    p0 = jax.nn.softmax(fn(xt, t), -1)
-    scores = process.scores(xt, p0, t)
-    used = (process.rate_into(xt, t) > 0) | jax.nn.one_hot(xt, process.n_states, dtype=bool)
-    logp = _log_marginal(dist, process, xt, 0.6)
-    exact = jnp.exp(_log_marginal(dist, process, _moved(xt, process.n_states), 0.6) - logp)
-    exact = jnp.moveaxis(exact, (0, 1), (1, 2))                              # [b, L, S]
-    np.testing.assert_allclose(jnp.where(used, scores, exact), exact, rtol=1e-9, atol=1e-12)
-    post = process.posterior(xt, p0, s, t)
-    states = jnp.asarray(np.array(np.meshgrid(*[range(process.n_states)] * 4, indexing="ij"))
-                         .reshape(4, -1).T)                                  # [S^L, L]
-    p_s = jnp.exp(_log_marginal(dist, process, states, 0.35))               # [S^L]
-    trans = process.transition_to(xt, s, t)                                  # [b, L, S]
-    kernel = jnp.prod(jnp.stack([trans[:, j, :][:, states[:, j]] for j in range(4)]), 0)
-    joint = p_s * kernel / jnp.exp(logp)[:, None]                            # p(x_s | x_t)
-    np.testing.assert_allclose(joint.sum(-1), 1.0, rtol=1e-9)
-    for i in range(dist.length):
-        exact = joint @ jax.nn.one_hot(states[:, i], process.n_states, dtype=joint.dtype)
-        np.testing.assert_allclose(post[:, i], exact, atol=1e-9)
+    states = jnp.asarray(_all_sequences(process.n_states, 4))               # [S^L, L]
+
+    @jax.jit
+    def compute(key):
+        x0 = dist.sample(key, 32)
+        t, s = jnp.full((32,), 0.6), jnp.full((32,), 0.35)
+        xt = process.sample_marginal(jax.random.fold_in(key, 1), x0, t)
+        p0 = jax.nn.softmax(fn(xt, t), -1)
+        scores = process.scores(xt, p0, t)
+        used = (process.rate_into(xt, t) > 0) | jax.nn.one_hot(xt, process.n_states, dtype=bool)
+        logp = dist.log_marginal(process, xt, 0.6)
+        moved = _moved(xt, process.n_states).reshape(-1, 4)
+        exact = jnp.exp(dist.log_marginal(process, moved, 0.6).reshape(4, -1, 32) - logp)
+        exact = jnp.moveaxis(exact, (0, 1), (1, 2))                          # [b, L, S]
+        p_s = jnp.exp(dist.log_marginal(process, states, 0.35))             # [S^L]
+        trans = process.transition_to(xt, s, t)                              # [b, L, S]
+        kernel = jnp.prod(jnp.stack([trans[:, j, :][:, states[:, j]] for j in range(4)]), 0)
+        joint = p_s * kernel / jnp.exp(logp)[:, None]                        # p(x_s | x_t)
+        brute = jnp.stack([joint @ jax.nn.one_hot(states[:, i], process.n_states,
+                                                  dtype=joint.dtype) for i in range(4)], 1)
+        analytic = process.analytic_probs(xt, scores, s, t)
+        return (jnp.where(used, scores, exact), exact, process.posterior(xt, p0, s, t), brute,
+                joint.sum(-1), analytic)
+
+    scores, exact, post, brute, total, analytic = compute(jax.random.key(2))
+    np.testing.assert_allclose(scores, exact, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(total, 1.0, rtol=1e-9)
+    np.testing.assert_allclose(post, brute, atol=1e-9)
     if not process.absorbing:
-        np.testing.assert_allclose(process.analytic_probs(xt, scores, s, t), post, atol=1e-9)
+        np.testing.assert_allclose(analytic, post, atol=1e-9)
 
 
 @pytest.mark.parametrize("process", PROCESSES, ids=lambda p: type(p).__name__)

@@ -52,18 +52,28 @@ def test_analytic_step_equals_ancestral_and_score_networks_match_logits(x64):
     np.testing.assert_allclose(law_scores, law_logits, atol=1e-9)
 
 
+def test_score_network_final_step_leaves_no_mask():
+    """A (bad) score network on the masked process: tau-leaping's final analytic step to t = 0
+    drops the mask column, so every draw is a clean sequence."""
+    process = jd.discrete.MaskedProcess(3, schedule="loglinear")
+    fn = lambda x, t: jnp.full((*x.shape, 4), -3.0)  # noqa: E731
+    out = jd.discrete.sample(TauLeaping(), process, fn, jax.random.key(0), (64, 4), n_steps=4,
+                             prediction="log_score")
+    assert int(out.tokens.max()) < 3
+
+
 def test_first_hitting_reproduces_the_distribution(x64):
-    """Chi-square of 20000 first-hitting draws against p (level 1e-3). Power: against the
-    16-step ancestral law (TV 0.053 from p) the test rejects with probability > 0.99, and it
-    does reject 20000 actual 4-step ancestral draws."""
-    n = 20000
+    """Chi-square of 12000 first-hitting draws against p (level 1e-3). Power: against the
+    8-step ancestral law (TV 0.10 from p) the test rejects with probability > 0.99, and it
+    does reject 12000 actual 4-step ancestral draws."""
+    n = 12000
     fhs = jax.jit(lambda k: jd.discrete.sample(FirstHitting(), MASKED, FNS[MASKED], k, (n, 4)))
     out = fhs(jax.random.key(0))
     assert int(out.nfe) == 4 and int(jnp.max(out.tokens)) < 3
     _, dof, p_value = chi_square_test(DIST.histogram(out.tokens), DIST.probs)
     assert p_value > 1e-3, p_value
     critical = stats.chi2.isf(1e-3, dof)
-    _, alt = _tv(Ancestral(), MASKED, 16)
+    _, alt = _tv(Ancestral(), MASKED, 8)
     noncentrality = n * np.sum((alt - DIST.probs) ** 2 / DIST.probs)
     assert stats.ncx2.sf(critical, dof, noncentrality) > 0.99
     anc = jax.jit(lambda k: jd.discrete.sample(Ancestral(), MASKED, FNS[MASKED], k, (n, 4),
@@ -76,15 +86,16 @@ def test_first_hitting_reproduces_the_distribution(x64):
 
 
 def test_time_agnostic_cache_skips_calls_without_changing_draws(x64):
-    """64 steps over 4 positions: most steps unmask nothing, so a time-agnostic model is
-    called only after a change; the draws are identical to the uncached run."""
+    """32 steps, 2 sequences of 4 positions: at most 8 steps change a token, so a time-agnostic
+    model is called at most 9 times (the first call and one after each change); the draws are
+    identical to the uncached run."""
     run = lambda agnostic: jd.discrete.sample(Ancestral(), MASKED, FNS[MASKED],  # noqa: E731
-                                              jax.random.key(3), (8, 4), n_steps=64,
+                                              jax.random.key(3), (2, 4), n_steps=32,
                                               time_agnostic=agnostic)
     plain, cached = run(False), run(True)
     np.testing.assert_array_equal(plain.tokens, cached.tokens)
-    assert int(plain.nfe) == 64
-    assert 1 <= int(cached.nfe) < 40, int(cached.nfe)
+    assert int(plain.nfe) == 32
+    assert 1 <= int(cached.nfe) <= 9, int(cached.nfe)
 
 
 def test_greedy_and_top_p_filters(x64):
@@ -93,10 +104,8 @@ def test_greedy_and_top_p_filters(x64):
     fn = one.conditionals(process)
     greedy = jd.discrete.sample(FirstHitting(greedy=True), process, fn, jax.random.key(0), (50, 1))
     assert bool(jnp.all(greedy.tokens == 1))
-    nucleus = jd.discrete.sample(Ancestral(top_p=0.8), process, fn, jax.random.key(1), (4000, 1),
-                                 n_steps=2)
-    freq = np.bincount(np.asarray(nucleus.tokens[:, 0]), minlength=3) / 4000
-    np.testing.assert_allclose(freq, [0.0, 0.55 / 0.85, 0.3 / 0.85], atol=0.03)
+    np.testing.assert_allclose(jd.discrete.top_p_filter(jnp.array([[0.15, 0.55, 0.3]]), 0.8),
+                               [[0.0, 0.55 / 0.85, 0.3 / 0.85]])
     np.testing.assert_allclose(jd.discrete.top_p_filter(jnp.array([0.5, 0.3, 0.2]), 0.5),
                                [1.0, 0.0, 0.0])
 
@@ -105,9 +114,9 @@ def test_float32_gumbel_truncation_and_the_safe_default():
     """The seed paper's finding: float32 Gumbel noise (23-bit uniforms, JAX's mode='low') never
     exceeds -log(-log(1 - 2^-23)) = 15.94, while the true P(g > 16) = 1.1e-7. Over 2^26 draws
     the exact count above 16 is Poisson(7.5): the safe default gives a count in [1, 20]
-    (P = 0.999); float32 gives none. At the categorical level (exact law of the 23-bit
-    Gumbel, all 2^23 uniforms enumerated) a token 17 nats below the other is drawn at 21 % of
-    its probability in float32, and at the right rate for a gap of 8 nats."""
+    (P = 0.999); float32 can give none: its law (all 2^23 uniforms enumerated; 65536 JAX draws
+    all lie on that grid) tops out at 15.94. At the categorical level a token 17 nats below
+    the other is drawn at 21 % of its probability in float32, at the right rate for 8 nats."""
     from jaxdist.discrete.categorical import gumbel
 
     def count(method, chunks=32, chunk=2**21):
@@ -118,16 +127,16 @@ def test_float32_gumbel_truncation_and_the_safe_default():
         # the suite compiles at -O0 (conftest); this loop of 2^27 draws wants -O2 (0.6 s)
         return run.lower().compile(compiler_options={"xla_backend_optimization_level": 2})()
 
-    low_count, low_max = count("float32")
-    safe_count, safe_max = count("safe")
-    assert int(low_count) == 0 and float(low_max) < 15.95
+    safe_count, safe_max = count("safe")   # the float32 draws lie on the grid below (max 15.94)
     assert 1 <= int(safe_count) <= 20 and float(safe_max) > 16.0
     u = (np.arange(2**23, dtype=np.float64) * 2.0**-23).astype(np.float32)
     u[0] = np.finfo(np.float32).tiny
     g = np.sort(-np.log(-np.log(u)))                      # the float32 law, one per uniform
-    draws = np.asarray(gumbel(jax.random.key(0), (4096,), method="float32"))
-    nearest = g[np.clip(np.searchsorted(g, draws), 0, g.size - 1)]
-    assert np.all(np.abs(nearest - draws) <= 4e-7 * np.maximum(1, np.abs(draws)))  # JAX's values
+    assert g[-1] < 15.95
+    draws = np.asarray(gumbel(jax.random.key(0), (2**16,), method="float32"))
+    idx = np.clip(np.searchsorted(g, draws), 1, g.size - 1)
+    gap_to_grid = np.minimum(np.abs(g[idx] - draws), np.abs(g[idx - 1] - draws))
+    assert np.all(gap_to_grid <= 1e-6 * np.maximum(1, np.abs(draws)))  # JAX draws this law
 
     def p_rare(gap):                                      # P(g_rare - g_main > gap), float32
         above = g.size - np.searchsorted(g, g + np.float32(gap), side="right")

@@ -14,8 +14,6 @@ from .categorical import categorical as categorical
 from .categorical import gumbel as gumbel
 from .categorical import top_p_filter as top_p_filter
 from .data import MarkovChain as MarkovChain
-from .data import digit_tokens as digit_tokens
-from .data import get_token_dataset as get_token_dataset
 from .data import markov_chain as markov_chain
 from .objectives import NELBO as NELBO
 from .objectives import make_discrete_loss as make_discrete_loss
@@ -46,5 +44,4 @@ __all__ = ["MaskedProcess", "UniformProcess", "DiscreteProcess", "LinearSchedule
            "get_schedule", "Ancestral", "TauLeaping", "Analytic", "FirstHitting", "SAMPLERS",
            "DiscreteSample", "sample", "categorical", "gumbel", "top_p_filter", "nelbo", "NELBO",
            "mdlm_terms", "radd_terms", "score_entropy_terms", "score_entropy",
-           "make_discrete_loss", "MarkovChain", "markov_chain", "digit_tokens",
-           "get_token_dataset"]
+           "make_discrete_loss", "MarkovChain", "markov_chain"]

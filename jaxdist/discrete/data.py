@@ -1,11 +1,12 @@
-"""Token data sets for discrete diffusion: a Markov chain with exact entropy, digits as tokens.
+"""A token data set with a known entropy for discrete diffusion: a Markov chain.
 
 * :class:`MarkovChain`: ``p(x) = pi0(x_1) prod_k T(x_k, x_{k+1})``; its entropy is exact,
   ``H = H(pi0) + sum_{k=1}^{L-1} sum_a P(x_k = a) H(T[a])`` nats per sequence, so a model's
   bits per token on held-out chains can be compared with the truth.
   :func:`markov_chain` is the built-in one (vocabulary 8, length 32, a fixed sparse-ish chain).
-* :func:`digit_tokens`: scikit-learn's 8x8 digits as 64 tokens over the 17 grey levels of
-  :mod:`jaxdist.data` (``jaxdist.data.digit_levels``), with the same train / held-out split.
+
+The digits as tokens and the token-data registry live in :mod:`jaxdist.data`
+(``digit_tokens``, ``get_token_dataset``).
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ import numpy as np
 
 Array = jax.Array
 
-__all__ = ["MarkovChain", "markov_chain", "digit_tokens", "TokenDataset", "TOKEN_DATASETS",
-           "get_token_dataset"]
-
-_HELD_OUT_SEED = 2**20 + 11
+__all__ = ["MarkovChain", "markov_chain"]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -102,52 +100,3 @@ def markov_chain(vocab_size: int = 8, length: int = 32, seed: int = 0) -> Markov
         nxt = rng.choice(vocab_size, 3, replace=False)
         trans[a, nxt] += 0.9 * rng.dirichlet(np.ones(3))
     return MarkovChain(np.full(vocab_size, 1.0 / vocab_size), trans, length)
-
-
-@dataclasses.dataclass(frozen=True)
-class TokenDataset:
-    """A token data set: ``sample(key, n) -> [n, L]`` int32, fixed ``held_out(n)``, and the exact
-    ``entropy_bits_per_token`` when known."""
-
-    name: str
-    vocab_size: int
-    length: int
-    sample: object
-    held_out: object
-    entropy_bits_per_token: float | None = None
-
-
-def digit_tokens() -> TokenDataset:
-    """Digits as ``[n, 64]`` tokens in ``0..16`` (1500 training, 297 held-out images)."""
-    from ..data import DIGIT_LEVELS, _digit_images, digit_levels
-
-    train, test = (digit_levels(a).astype(np.int32) for a in _digit_images())
-    train_j = jnp.asarray(train)
-
-    def sample(key: Array, n: int) -> Array:
-        return train_j[jax.random.randint(key, (n,), 0, train_j.shape[0])]
-
-    def held_out(n: int) -> np.ndarray:
-        if n > len(test):
-            raise ValueError(f"digits-tokens has {len(test)} held-out images; asked for n={n}.")
-        return test[:n]
-
-    return TokenDataset("digits-tokens", DIGIT_LEVELS, 64, sample, held_out)
-
-
-def _markov_dataset() -> TokenDataset:
-    chain = markov_chain()
-    return TokenDataset("markov", chain.vocab_size, chain.length, chain.sample,
-                        lambda n: np.asarray(chain.sample(jax.random.key(_HELD_OUT_SEED), n)),
-                        chain.bits_per_token())
-
-
-#: token data sets by name
-TOKEN_DATASETS = {"digits-tokens": digit_tokens, "markov": _markov_dataset}
-
-
-def get_token_dataset(name: str) -> TokenDataset:
-    """The token data set called ``name`` (``digits-tokens`` or ``markov``)."""
-    if name not in TOKEN_DATASETS:
-        raise ValueError(f"unknown token data set {name!r}; known: {', '.join(TOKEN_DATASETS)}.")
-    return TOKEN_DATASETS[name]()

@@ -224,6 +224,15 @@ class MaskedProcess(DiscreteProcess):
         mask = v[..., -1:] - (1.0 - beta) / beta * v[..., :-1].sum(-1, keepdims=True)
         return jnp.concatenate([tokens, mask], axis=-1)
 
+    def analytic_probs(self, x_t: Array, scores: Array, s, t) -> Array:
+        """SEDD's analytic step; at ``s = 0`` (``alpha(s) = 1``) nothing stays masked whatever the
+        scores (SEDD's final denoising step: the mask column is dropped)."""
+        probs = super().analytic_probs(x_t, scores, s, t)
+        done = _per_position(self.schedule.alpha(s), x_t) >= 1.0
+        masked = x_t == self.mask_id
+        drop = (done & masked)[..., None] & (jnp.arange(self.n_states) == self.mask_id)
+        return jnp.where(drop, 0.0, probs)
+
     def prior_kl(self, x0: Array) -> Array:
         a1 = self.schedule.alpha(1.0)
         kl = jnp.where(a1 > 0, jnp.inf, 0.0)            # a kept token has prior probability 0
