@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 import jaxdist as jd
-from jaxdist.discrete import Analytic, Ancestral, FirstHitting, TauLeaping
+from jaxdist.discrete import Analytic, Ancestral, EntropyBounded, FirstHitting, TauLeaping
 from jaxdist.testing.discrete import chi_square_test, exact_sampler_law
 
 DIST = jd.testing.SequenceDistribution.random(0)
@@ -83,6 +83,32 @@ def test_first_hitting_reproduces_the_distribution(x64):
     _, law4 = _tv(Ancestral(), MASKED, 4)       # ... while it matches its own exact law
     _, _, p_own = chi_square_test(DIST.histogram(anc.tokens), law4)
     assert p_own > 1e-3
+
+
+def test_entropy_bounded_is_exact_at_gamma_0_and_the_product_of_marginals_at_infinity(x64):
+    """EB-sampler, 12000 draws each (chi-square level 1e-3): gamma = 0 unmasks one token per
+    call (NFE = L) and, with exact conditionals, reproduces p (an adaptive order is still a
+    chain rule); gamma = inf unmasks all in one call, whose law is the product of the
+    marginals (and is rejected as p); gamma = log 3 takes at most L / 2 calls (the NFE of a batch
+    is its calls until no row has a mask)."""
+    n, seqs = 12000, DIST.sequences
+    run = jax.jit(lambda sampler, k: jd.discrete.sample(sampler, MASKED, FNS[MASKED], k, (n, 4)),
+                  static_argnums=0)
+    exact = run(EntropyBounded(gamma=0.0), jax.random.key(5))
+    assert int(exact.nfe) == 4
+    assert chi_square_test(DIST.histogram(exact.tokens), DIST.probs)[2] > 1e-3
+    marginals = [np.bincount(seqs[:, i], DIST.probs, minlength=3) for i in range(4)]
+    product = np.prod([marginals[i][seqs[:, i]] for i in range(4)], axis=0)
+    one_call = run(EntropyBounded(gamma=1e9), jax.random.key(6))
+    assert int(one_call.nfe) == 1
+    assert chi_square_test(DIST.histogram(one_call.tokens), product)[2] > 1e-3
+    assert chi_square_test(DIST.histogram(one_call.tokens), DIST.probs)[2] < 1e-6
+    # gamma = log 3, the largest entropy of one token: every call unmasks at least two
+    assert int(run(EntropyBounded(gamma=float(np.log(3.0))), jax.random.key(7)).nfe) <= 2
+    with pytest.raises(ValueError, match="gamma must be a number >= 0"):
+        EntropyBounded(gamma=-1.0)
+    with pytest.raises(ValueError, match="works only for MaskedProcess"):
+        jd.discrete.sample(EntropyBounded(), UNIFORM, FNS[UNIFORM], jax.random.key(0), (2, 4))
 
 
 def test_time_agnostic_cache_skips_calls_without_changing_draws(x64):

@@ -29,6 +29,7 @@ from .samplers import SAMPLERS as SAMPLERS
 from .samplers import Analytic as Analytic
 from .samplers import Ancestral as Ancestral
 from .samplers import DiscreteSample as DiscreteSample
+from .samplers import EntropyBounded as EntropyBounded
 from .samplers import FirstHitting as FirstHitting
 from .samplers import TauLeaping as TauLeaping
 from .samplers import sample as sample
@@ -41,7 +42,8 @@ from .schedules import get_schedule as get_schedule
 
 __all__ = ["MaskedProcess", "UniformProcess", "DiscreteProcess", "LinearSchedule",
            "CosineSchedule", "PolynomialSchedule", "LogLinearSchedule", "DiscreteSchedule",
-           "get_schedule", "Ancestral", "TauLeaping", "Analytic", "FirstHitting", "SAMPLERS",
+           "get_schedule", "Ancestral", "TauLeaping", "Analytic", "FirstHitting", "EntropyBounded",
+           "SAMPLERS",
            "DiscreteSample", "sample", "categorical", "gumbel", "top_p_filter", "nelbo", "NELBO",
            "mdlm_terms", "radd_terms", "score_entropy_terms", "score_entropy",
            "make_discrete_loss", "MarkovChain", "markov_chain"]

@@ -17,6 +17,10 @@ Samplers (frozen dataclasses; a step goes from ``t`` to ``s < t`` on a decreasin
 :class:`FirstHitting`       masked only, exact: with ``n`` masks at ``t`` the next unmasking time
                             solves ``1 - alpha(tau) = (1 - alpha(t)) u^{1/n}`` (``tau = t u^{1/n}``
                             for ``alpha = 1 - t``); one uniformly chosen mask is unmasked
+:class:`EntropyBounded`     masked only (EB-sampler, Ben-Hamu et al. 2025): unmask the masked
+                            positions of lowest entropy ``H_(1) <= H_(2) <= ..`` while
+                            ``H_(1) + .. + H_(k-1) <= gamma``; ``gamma = 0``: one token per call,
+                            exact for exact conditionals (any adaptive order is a chain rule)
 ==========================  ==================================================================
 
 With exact clean-token probabilities :class:`Analytic` and :class:`Ancestral` take the same step
@@ -40,8 +44,8 @@ from .processes import DiscreteProcess, MaskedProcess
 Array = jax.Array
 Model = Callable[[Array, Array], Array]
 
-__all__ = ["Ancestral", "TauLeaping", "Analytic", "FirstHitting", "SAMPLERS", "DiscreteSample",
-           "sample", "step_probs", "PREDICTIONS"]
+__all__ = ["Ancestral", "TauLeaping", "Analytic", "FirstHitting", "EntropyBounded", "SAMPLERS",
+           "DiscreteSample", "sample", "step_probs", "PREDICTIONS"]
 
 #: what the network returns
 PREDICTIONS = ("logits", "log_score")
@@ -146,8 +150,30 @@ class FirstHitting(_Sampler):
     masked_only = True
 
 
+@dataclasses.dataclass(frozen=True)
+class EntropyBounded(_Sampler):
+    """Entropy-bounded unmasking: per call, the ``k`` lowest-entropy masked positions with
+    ``sum_{j<k} H_(j) <= gamma`` (nats; at least one), each drawn from its clean-token law.
+
+    The error of unmasking several positions at once (drawing them independently instead of
+    jointly) is bounded by their summed entropies; ``gamma`` trades it against network calls
+    (``L`` at ``gamma = 0``, down to 1)."""
+
+    gamma: float = 0.1
+
+    name = "entropy_bounded"
+    needs_probs = True
+    masked_only = True
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (isinstance(self.gamma, (int, float)) and self.gamma >= 0):
+            raise ValueError(f"EntropyBounded(gamma={self.gamma!r}): gamma must be a number >= 0 "
+                             "(nats of entropy unmasked together per network call).")
+
+
 #: sampler names (CLI, experiments) -> classes
-SAMPLERS = {c.name: c for c in (Ancestral, TauLeaping, Analytic, FirstHitting)}
+SAMPLERS = {c.name: c for c in (Ancestral, TauLeaping, Analytic, FirstHitting, EntropyBounded)}
 
 
 def _model_outputs(process: DiscreteProcess, sampler: _Sampler, out: Array, x: Array, t: Array,
@@ -246,10 +272,12 @@ def sample(sampler: _Sampler, process: DiscreteProcess, fn: Model, key: Array,
     k_prior, k_loop = jax.random.split(key)
     row_keys = jax.random.split(k_loop, batch)
     draw = jax.vmap(lambda k, p: categorical(k, p, method=method))
-    if isinstance(sampler, FirstHitting):
+    if isinstance(sampler, (FirstHitting, EntropyBounded)):
         if n_steps is not None or grid is not None:
-            raise ValueError("FirstHitting takes no n_steps/grid: it makes exactly `length` steps.")
-        return _first_hitting(sampler, process, fn, row_keys, shape, draw, dtype)
+            raise ValueError(f"{type(sampler).__name__} takes no n_steps/grid: it chooses its own "
+                             "steps (at most `length`).")
+        run = _first_hitting if isinstance(sampler, FirstHitting) else _entropy_bounded
+        return run(sampler, process, fn, row_keys, shape, draw, dtype)
     times = _grid(n_steps, grid, dtype)
     x0 = process.prior_sample(k_prior, shape)
     n = times.shape[0] - 1
@@ -306,3 +334,36 @@ def _first_hitting(sampler, process, fn, row_keys, shape, draw, dtype) -> Discre
     t0 = jnp.ones((batch,), dtype)
     (x, _), _ = jax.lax.scan(step, (x0, t0), jnp.arange(length))
     return DiscreteSample(x, jnp.int32(length))
+
+
+def _entropy_bounded(sampler, process, fn, row_keys, shape, draw, dtype) -> DiscreteSample:
+    """Calls ``fn`` until no mask is left (at most ``L`` times), each time unmasking the
+    lowest-entropy masked positions whose preceding entropies sum to at most ``gamma``. The
+    network sees ``t`` with ``1 - alpha(t)`` = the masked fraction."""
+    batch, length = shape
+    mask = process.mask_id
+
+    def cond(carry):
+        return jnp.any(carry[0] == mask)
+
+    def body(carry):
+        x, nfe = carry
+        masked = x == mask
+        frac = masked.mean(-1).astype(dtype)
+        t = jnp.clip(process.schedule.t_from_alpha(1.0 - frac), 0.0, 1.0)
+        p0 = sampler.filter(jax.nn.softmax(fn(x, t).astype(dtype), axis=-1))
+        ent = -jnp.sum(jnp.where(p0 > 0, p0 * jnp.log(jnp.where(p0 > 0, p0, 1.0)), 0.0), -1)
+        ent = jnp.where(masked, ent, jnp.inf)                      # unmasked positions last
+        order = jnp.argsort(ent, axis=-1)
+        ranked = jnp.take_along_axis(ent, order, -1)
+        before = jnp.cumsum(ranked, -1) - ranked                   # sum of the lower entropies
+        chosen_ranked = (before <= sampler.gamma) & jnp.isfinite(ranked)
+        chosen_ranked = chosen_ranked.at[:, 0].set(jnp.isfinite(ranked[:, 0]))  # >= 1 per row
+        chosen = jnp.zeros_like(masked).at[jnp.arange(batch)[:, None], order].set(chosen_ranked)
+        keys = jax.vmap(jax.random.fold_in, (0, None))(row_keys, nfe)
+        tokens = draw(keys, p0)
+        return jnp.where(chosen, tokens, x), nfe + 1
+
+    x0 = process.prior_sample(jax.random.key(0), shape)
+    x, nfe = jax.lax.while_loop(cond, body, (x0, jnp.int32(0)))
+    return DiscreteSample(x, nfe)
