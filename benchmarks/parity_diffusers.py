@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_grids import float64_schedule, rounded  # noqa: E402
+from parity_grids import float64_schedule, print_verdicts, rounded, write_golden  # noqa: E402
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "golden" / "parity_diffusers.json"
 LINEAR = {"num_train_timesteps": 1000, "beta_start": 0.0001, "beta_end": 0.02,
@@ -296,12 +295,8 @@ def main() -> None:
               "versions": {"diffusers": diffusers.__version__, "torch": torch.__version__},
               "rtol": args.rtol, "cases": rows}
     if not args.only:
-        args.out.write_text(json.dumps(golden, separators=(",", ":")).replace(
-            '{"name"', '\n{"name"') + "\n")
-    width = max(len(r[0]) for r in table)
-    for name, err, verdict in table:
-        print(f"{name:<{width}}  {err:>8}  {verdict}")
-    matched = sum(r[2] == "yes" for r in table)
+        write_golden(args.out, golden)
+    matched = print_verdicts(table)
     expressible = sum(r[1] != "-" for r in table)
     print(f"diffusers parity: {matched} matched / {expressible} expressible / {len(table)} total "
           f"(relative {args.rtol:g})")

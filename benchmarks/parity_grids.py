@@ -292,6 +292,20 @@ def rounded(values, digits: int = 12) -> list:
     return [float(f"{v:.{digits}g}") for v in values]
 
 
+def write_golden(path: Path, golden: dict) -> None:
+    """Compact JSON with one case (``{"name": ...}``) per line, so diffs of goldens read well."""
+    path.write_text(json.dumps(golden, separators=(",", ":")).replace('{"name"', '\n{"name"')
+                    + "\n")
+
+
+def print_verdicts(table: list[tuple[str, str, str]]) -> int:
+    """Prints ``(name, error, verdict)`` rows aligned; returns how many matched (``"yes"``)."""
+    width = max(len(r[0]) for r in table)
+    for name, err, verdict in table:
+        print(f"{name:<{width}}  {err:>8}  {verdict}")
+    return sum(r[2] == "yes" for r in table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=OUT)

@@ -18,14 +18,14 @@ difference (target 1e-6 in float64).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from parity_grids import load_kdiffusion_sampling, rounded  # noqa: E402
+from parity_grids import (load_kdiffusion_sampling, print_verdicts, rounded,  # noqa: E402
+                          write_golden)
 
 OUT = Path(__file__).resolve().parents[1] / "tests" / "golden" / "parity_kdiffusion.json"
 N_STEPS, BATCH = 10, 16
@@ -105,12 +105,8 @@ def main() -> None:
               "versions": {"k-diffusion": _version("k-diffusion"), "torch": torch.__version__},
               "n_steps": N_STEPS, "rtol": args.rtol, "x_T": x_T.tolist(),
               "noise": noise.tolist(), "samplers": rows}
-    args.out.write_text(json.dumps(golden, separators=(",", ":")).replace(
-        '{"name"', '\n{"name"') + "\n")
-    width = max(len(r[0]) for r in table)
-    for name, err, verdict in table:
-        print(f"{name:<{width}}  {err:>8}  {verdict}")
-    matched = sum(r[2] == "yes" for r in table)
+    write_golden(args.out, golden)
+    matched = print_verdicts(table)
     print(f"k-diffusion parity: {matched} matched / {len(SAMPLERS)} expressible / "
           f"{len(table)} total (relative {args.rtol:g}, float64)")
 
