@@ -11,7 +11,10 @@
   Needs a finite log-SNR on the whole grid (no ``t = 0``, no ``alpha = 0``).
 
 Every step is a stage table of :class:`~jaxdist.solvers.base.ExplicitStages` (state weight and
-output weights per stage), so all coefficients are precomputed outside the loop. A new method is
+output weights per stage), so all coefficients are precomputed outside the loop. A step that ends
+at ``t = 0`` (``sigma = 0``, where ``eps_hat`` of an ``x0``/``v`` model is ``0/0``) is an Euler
+step, i.e. the denoiser's ``x0_hat`` (as k-diffusion's Heun and EDM's final step); its later
+stages are evaluated at the step's start and weighted zero, so the NFE stays static. A new method is
 one table: ``RungeKutta(ButcherTableau(a=[[0, 0], [2/3, 0]], b=[1/4, 3/4], c=[0, 2/3]))``
 (Ralston); its order is read off the order conditions up to 4.
 """
@@ -93,6 +96,17 @@ class RungeKutta(ExplicitStages):
         return times, state[:, 1:], weights[:, 1:], jnp.zeros((n, self.n_stages, 0), times.dtype)
 
     def _full_table(self, schedule, grid):
+        times, state, weights = self._rk_table(schedule, grid)
+        if self.variable == "lambda":  # validate() ensured a finite log-SNR: no step to t = 0
+            return times, state, weights
+        # a step to t = 0: Euler (weights on stage 0 only); stages at t, never at sigma = 0
+        to_zero = grid[1:] == 0.0
+        euler = jnp.zeros_like(weights).at[:, -1, 0].set(weights[:, -1, :].sum(-1))
+        weights = jnp.where(to_zero[:, None, None], euler, weights)
+        times = jnp.where(to_zero[:, None], grid[:-1, None], times)
+        return times, state, weights
+
+    def _rk_table(self, schedule, grid):
         tab = self.tableau
         a, b, c = np.asarray(tab.a), np.asarray(tab.b), np.asarray(tab.c)
         t, t_next = grid[:-1], grid[1:]

@@ -106,3 +106,24 @@ def test_tableau_validation_and_derived_order():
     with pytest.raises(ValueError, match="finite log-SNR"):
         jd.sample(RungeKutta(RK4, "lambda"), den, jnp.ones((1, 3)),
                   jd.grids.karras(schedule, 4, final_zero=True))
+
+
+@pytest.mark.parametrize("tableau", [RK3, RK4], ids=["rk3", "rk4"])
+@pytest.mark.parametrize("name", ["vp", "rf"])
+def test_a_step_to_t_zero_is_the_denoised_point_for_x0_models(x64, tableau, name):
+    """A step ending at t = 0 returns ``alpha(0) x0_hat`` of its start (Euler in sigma / t): finite
+    for an x0-predicting model (its eps at sigma = 0 is 0/0), the same as for an eps model."""
+    schedule, _, variable = CASES[name]
+    gmm = jd.testing.GaussianMixture(**GAUSS)
+    x0_model = jd.Denoiser(lambda x, t: gmm.predictions(schedule, x, t, time="model")[0],
+                          schedule, "x0")
+    grid = jd.grids.karras(schedule, 4, t_start=0.9, t_end=1e-2, final_zero=True)
+    x_T = jax.random.normal(jax.random.key(0), (4, gmm.dim), jnp.float64)
+    solver = RungeKutta(tableau, variable)
+    out = jd.sample(solver, x0_model, x_T, grid)
+    before = jd.sample(solver, x0_model, x_T, grid[:-1]).x
+    x0_hat = gmm.predictions(schedule, before, grid[-2])[0]
+    assert bool(out.all_finite) and out.nfe == solver.nfe(grid.shape[0] - 1)
+    assert jnp.allclose(out.x, schedule.alpha(0.0) * x0_hat, rtol=1e-12, atol=1e-12)
+    eps_out = jd.sample(solver, gmm.denoiser(schedule), x_T, grid).x
+    assert jnp.allclose(eps_out, out.x, rtol=1e-10, atol=1e-10)
