@@ -135,13 +135,19 @@ def _check_cond(cond: dict[str, Any] | None, x_T: Array) -> None:
                                  f"batch {batch}: give one entry per example (or 1 to share).")
 
 
-def _check_inputs(solver: Any, denoiser: Any, x_T: Array, grid: Any, key: Any) -> None:
+def check_fixed_grid_solver(solver: Any, adaptive_hint: str) -> None:
+    """Raises ``TypeError`` unless ``solver`` is a fixed-grid jaxdist solver; for an adaptive one
+    the message ends with ``adaptive_hint`` (what to do instead)."""
     if isinstance(solver, AdaptiveDPMSolver):
-        raise TypeError("AdaptiveDPMSolver chooses its own steps: use "
-                        "jd.sample_adaptive(solver, denoiser, x_T, t_start, t_end).")
+        raise TypeError(f"{type(solver).__name__} chooses its own steps: {adaptive_hint}")
     if not isinstance(solver, Solver):
         raise TypeError(f"solver must be a jaxdist solver (e.g. jd.solvers.DPMSolverPP()), got "
                         f"{type(solver).__name__}.")
+
+
+def _check_inputs(solver: Any, denoiser: Any, x_T: Array, grid: Any, key: Any) -> None:
+    check_fixed_grid_solver(solver, "use jd.sample_adaptive(solver, denoiser, x_T, t_start, "
+                                    "t_end).")
     _check_denoiser(denoiser)
     if not jnp.issubdtype(x_T.dtype, jnp.floating):
         raise TypeError(f"x_T must be a floating-point array, got dtype {x_T.dtype}.")

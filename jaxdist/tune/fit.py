@@ -27,8 +27,7 @@ import optax
 from ..denoiser import BaseDenoiser
 from ..grids import karras, logsnr_uniform, time_quadratic, time_uniform, validate_grid
 from ..grids.common import describe
-from ..sample import sample
-from ..solvers.adaptive import AdaptiveDPMSolver
+from ..sample import check_fixed_grid_solver, sample
 from ..solvers.base import Solver
 from ..solvers.dpm_solver import DPMSolverPP
 from .corrected import Corrected
@@ -73,12 +72,8 @@ def reference_solve(denoiser: BaseDenoiser, x_T: Array, t_start: float | None = 
 
 
 def _check_solver(solver: Any) -> None:
-    if isinstance(solver, AdaptiveDPMSolver):
-        raise TypeError("an adaptive solver chooses its own steps and has no grid to tune; pass a"
-                        " fixed-grid solver such as jd.solvers.DPMSolverPP().")
-    if not isinstance(solver, Solver):
-        raise TypeError(f"solver must be a jaxdist solver (e.g. jd.solvers.DPMSolverPP()), got "
-                        f"{type(solver).__name__}.")
+    check_fixed_grid_solver(solver, "it has no grid to tune; pass a fixed-grid solver such as "
+                                    "jd.solvers.DPMSolverPP().")
     if solver.stochastic:
         raise ValueError(f"{type(solver).__name__} is stochastic: tuning fits the endpoint of the "
                          "probability-flow ODE; tune a deterministic solver.")
