@@ -85,6 +85,22 @@ def test_tuning_the_solver_starts_at_the_base_solver_and_improves(tuned):
     assert best < 0.7 * by_solver.history[0]["val_rms"]
 
 
+def test_soft_teacher_forcing_moves_inputs_within_the_ball_and_tunes(x64):
+    """LD3's soft teacher forcing: the student inputs move (mean shift > 0) but stay within
+    ``r ||x_T||``; the steps it accepts lower the loss, so the tuned grid still beats the start
+    on the held-out original noise; ``soft_radius`` outside [0, 1) is an error."""
+    den, x_T = _problem()
+    r = 0.05
+    soft = jd.tune.optimise_grid(SOLVER, den, x_T, N_STEPS, soft_radius=r, **TUNE)
+    shifts = [h["soft_shift"] for h in soft.history[1:]]
+    assert 0 < shifts[-1] <= r * (1 + 1e-9) and all(0 <= s <= r * (1 + 1e-9) for s in shifts)
+    first, best = soft.history[0]["val_rms"], min(h["val_rms"] for h in soft.history)
+    assert best < 0.7 * first, (first, best)
+    _assert_valid(soft.grid, SCHEDULE, 1.0, True)
+    with pytest.raises(ValueError, match="soft_radius=1.5 must be in"):
+        jd.tune.optimise_grid(SOLVER, den, x_T, N_STEPS, soft_radius=1.5, **TUNE)
+
+
 def test_zero_corrections_are_the_base_solver(x64):
     den, x_T = _problem()
     grid = jd.grids.logsnr_uniform(SCHEDULE, N_STEPS, final_zero=True)

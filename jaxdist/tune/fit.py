@@ -11,6 +11,16 @@ epoch and the parameters with the lowest one are returned. The grid parameters a
 :mod:`jaxdist.tune.parametrise` (monotone by construction); :func:`optimise_solver` also learns
 the per-step coefficient corrections of :class:`~jaxdist.tune.Corrected`. The default teacher
 is a fine solve of the same noise (:func:`reference_solve`).
+
+Soft teacher forcing (LD3, Tong et al. 2025; ``vinhsuhi/LD3`` ``trainer.py``,
+``_update_latents``): with ``soft_radius = r > 0`` each training noise ``x_T`` gets a student
+input ``x'`` that the student may move within the ball ``||x' - x_T|| <= r ||x_T||``: the loss
+is ``mean_b || sample(x'_b) - y_b ||^2`` against the teacher's endpoint of the *original*
+``x_T``; after each parameter update every ``x'`` takes a normalised gradient step of length
+``r ||x_T|| / 2``, is projected back onto its ball, and keeps the move only where it lowers that
+input's loss under the new parameters. A grid with few parameters then matches the teacher up to
+a small change of its input instead of exactly. Validation and the returned grid use the
+original noise.
 """
 
 from __future__ import annotations
@@ -155,13 +165,37 @@ def _initial_grid(solver, schedule, init, n_steps, t_start, final_zero, dtype) -
     return init
 
 
+def _check_soft_radius(soft_radius: Any) -> float:
+    r = float(soft_radius)
+    if not (math.isfinite(r) and 0.0 <= r < 1.0):
+        raise ValueError(f"soft_radius={soft_radius!r} must be in [0, 1): the student input may "
+                         "move that fraction of each noise's norm (LD3 soft teacher forcing; 0 "
+                         "turns it off).")
+    return r
+
+
+def _soft_step(x_s: Array, x_0: Array, grads: Array, radius: float) -> Array:
+    """A normalised gradient step of ``radius ||x_0|| / 2`` per example, projected onto the ball
+    ``||x' - x_0|| <= radius ||x_0||``; ``[B, ...]``."""
+    flat = lambda a: a.reshape(a.shape[0], -1)  # noqa: E731
+    bound = radius * jnp.linalg.norm(flat(x_0), axis=-1, keepdims=True)
+    g = flat(grads)
+    g_norm = jnp.linalg.norm(g, axis=-1, keepdims=True)
+    step = jnp.where(g_norm > 0, g / jnp.where(g_norm > 0, g_norm, 1.0), 0.0)
+    d = flat(x_s) - 0.5 * bound * step - flat(x_0)
+    d_norm = jnp.linalg.norm(d, axis=-1, keepdims=True)
+    d = d * jnp.minimum(1.0, bound / jnp.where(d_norm > 0, d_norm, 1.0))
+    return (flat(x_0) + d).reshape(x_0.shape)
+
+
 def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, final_zero, init,
          steps, learning_rate, solver_learning_rate, batch_size, key, validation, teacher_steps,
-         progress) -> Tuned:
+         progress, soft_radius=0.0) -> Tuned:
     from tqdm.auto import tqdm
 
     tic = time.perf_counter()
     _check_solver(solver)
+    soft = _check_soft_radius(soft_radius)
     schedule = denoiser.schedule
     t_start = _start_time(schedule, t_start)
     n_steps = _check_steps(solver, n_steps, final_zero)
@@ -204,16 +238,30 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
         grid = grid_from_params(p["grid"], schedule, t_start, final_zero)
         return grid, (Corrected(base, p["solver"]) if learn_solver else base)
 
-    def loss_fn(p, x, y):
+    def per_example_loss(p, x, y):
         grid, s = build(p)
         d = (sample(s, denoiser, x, grid).x - y).reshape(x.shape[0], -1)
-        return jnp.mean(jnp.sum(d**2, -1))
+        return jnp.sum(d**2, -1)
+
+    def loss_fn(p, x, y):
+        per = per_example_loss(p, x, y)
+        return jnp.mean(per), per
 
     @jax.jit
-    def update(p, state, x, y):
-        loss, grads = jax.value_and_grad(loss_fn)(p, x, y)
+    def update(p, state, x_s, x_0, y):
+        """One Adam step of ``p`` at the student inputs ``x_s``; with soft forcing, also the
+        accepted moves of ``x_s`` (module docstring)."""
+        if soft == 0:
+            (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(p, x_s, y)
+            updates, state = opt.update(grads, state, p)
+            return optax.apply_updates(p, updates), state, x_s, loss
+        (loss, per), (grads, g_x) = jax.value_and_grad(loss_fn, (0, 1), has_aux=True)(p, x_s, y)
         updates, state = opt.update(grads, state, p)
-        return optax.apply_updates(p, updates), state, loss
+        p = optax.apply_updates(p, updates)
+        moved = _soft_step(x_s, x_0, g_x, soft)
+        better = per_example_loss(p, moved, y) < per
+        x_s = jnp.where(better.reshape((-1,) + (1,) * (x_s.ndim - 1)), moved, x_s)
+        return p, state, x_s, loss
 
     @jax.jit
     def evaluate(p, x, y):
@@ -235,6 +283,7 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
     first = score(params) if score else None
     history = [{"epoch": 0, "step": 0, "train_loss": None, "val_rms": first}]
     best, best_score = params, (first if score else math.inf)
+    x_student = x_train  # moved within its ball by soft teacher forcing, else fixed
     step, epoch = 0, 0
     bar = tqdm(total=steps, desc="tune", disable=not progress, leave=False)
     while step < steps:
@@ -246,7 +295,10 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
             if step >= steps:
                 break
             idx = perm[b * batch:(b + 1) * batch]
-            params, opt_state, loss = update(params, opt_state, x_train[idx], y_train[idx])
+            params, opt_state, moved, loss = update(params, opt_state, x_student[idx],
+                                                    x_train[idx], y_train[idx])
+            if soft > 0:
+                x_student = x_student.at[idx].set(moved)
             losses.append(float(loss))
             step += 1
             bar.update(1)
@@ -257,6 +309,11 @@ def _fit(solver, denoiser, x_T, n_steps, *, learn_solver, teacher, t_start, fina
         current = score(params) if score else None
         history.append({"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)),
                         "val_rms": current})
+        if soft > 0:  # mean ||x' - x_T|| / ||x_T|| of the training inputs
+            flat = (x_student - x_train).reshape(n_train, -1)
+            history[-1]["soft_shift"] = float(jnp.mean(
+                jnp.linalg.norm(flat, axis=-1) / jnp.linalg.norm(x_train.reshape(n_train, -1),
+                                                                 axis=-1)))
         bar.set_postfix(val_rms=current, train=np.mean(losses))
         if score is None or current < best_score:
             best, best_score = params, (current if score else best_score)
@@ -271,7 +328,7 @@ def optimise_grid(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps: i
                   final_zero: bool = True, init: Array | None = None, steps: int = 300,
                   learning_rate: float = 0.05, batch_size: int | None = None,
                   key: Array | None = None, validation: float = 0.2, teacher_steps: int = 256,
-                  progress: bool = True) -> Tuned:
+                  soft_radius: float = 0.0, progress: bool = True) -> Tuned:
     """Learns the ``n_steps`` time grid of ``solver`` on ``denoiser`` (LD3-style).
 
     Args:
@@ -289,6 +346,8 @@ def optimise_grid(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps: i
         (default: the whole training split).
       key: for the train/validation split and the minibatches.
       validation: fraction of ``x_T`` held out (its RMS error is recorded every epoch).
+      soft_radius: LD3's soft teacher forcing (module docstring): each training input may move
+        within ``soft_radius * ||x_T||`` (0: off).
 
     Returns:
       :class:`Tuned` with the grid of lowest validation error; ``history[0]`` is the initial grid.
@@ -296,7 +355,8 @@ def optimise_grid(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps: i
     return _fit(solver, denoiser, x_T, n_steps, learn_solver=False, teacher=teacher,
                 t_start=t_start, final_zero=final_zero, init=init, steps=steps,
                 learning_rate=learning_rate, solver_learning_rate=None, batch_size=batch_size,
-                key=key, validation=validation, teacher_steps=teacher_steps, progress=progress)
+                key=key, validation=validation, teacher_steps=teacher_steps, progress=progress,
+                soft_radius=soft_radius)
 
 
 def optimise_solver(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps: int, *,
@@ -305,7 +365,7 @@ def optimise_solver(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps:
                     learning_rate: float = 0.05, solver_learning_rate: float = 0.01,
                     batch_size: int | None = None, key: Array | None = None,
                     validation: float = 0.2, teacher_steps: int = 256,
-                    progress: bool = True) -> Tuned:
+                    soft_radius: float = 0.0, progress: bool = True) -> Tuned:
     """:func:`optimise_grid` that also learns per-step relative corrections of ``solver``'s
     coefficient table (:class:`~jaxdist.tune.Corrected`, zero at the start: the first evaluation
     is the base solver on ``init``). ``solver_learning_rate``: Adam's rate for the corrections.
@@ -314,4 +374,4 @@ def optimise_solver(solver: Solver, denoiser: BaseDenoiser, x_T: Array, n_steps:
                 t_start=t_start, final_zero=final_zero, init=init, steps=steps,
                 learning_rate=learning_rate, solver_learning_rate=solver_learning_rate,
                 batch_size=batch_size, key=key, validation=validation,
-                teacher_steps=teacher_steps, progress=progress)
+                teacher_steps=teacher_steps, progress=progress, soft_radius=soft_radius)
