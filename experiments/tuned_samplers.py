@@ -125,7 +125,7 @@ def pick(variants: list) -> dict:
 
 
 def tuned_rows(den, x_train, y_train, runner, reference, steps: int, on_nfe=None,
-               nfes=NFES, tune_solvers=TUNE_SOLVERS) -> dict:
+               nfes=NFES, tune_solvers=TUNE_SOLVERS, soft_radius: float = 0.0) -> dict:
     """``{nfe: {"grid": row, "solver": row, "variants": [...]}}`` (``on_nfe(out)`` after each
     NFE: partial results are written as they come)."""
     out = {}
@@ -134,7 +134,8 @@ def tuned_rows(den, x_train, y_train, runner, reference, steps: int, on_nfe=None
         for name in tune_solvers:
             solver = registry.by_name(name)
             common = dict(teacher=y_train, steps=steps, learning_rate=0.05, validation=0.2,
-                          final_zero=False, key=jax.random.key(nfe), progress=False)
+                          final_zero=False, key=jax.random.key(nfe), progress=False,
+                          soft_radius=soft_radius)
             by_grid = jd.tune.optimise_grid(solver, den, x_train, nfe, init="auto", **common)
             by_solver = jd.tune.optimise_solver(solver, den, x_train, nfe, init=by_grid.grid,
                                                 **common)
@@ -209,11 +210,12 @@ def write(report: dict, out: Path) -> None:
 
 
 def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path, nfes=NFES,
-                tune_solvers=TUNE_SOLVERS) -> dict:
+                tune_solvers=TUNE_SOLVERS, soft_radius: float = 0.0) -> dict:
     """Fixed grids and tuning on ``builtin_mixture(dim)``; writes ``out`` as results come."""
     report = {"schedule": repr(SCHEDULE), "t_start": 1.0, "t_end": 0.0, "nfes": list(nfes),
               "tune_solvers": list(tune_solvers),
               "tuning_steps": steps, "n_train": n_train, "n_test": n_test,
+              "soft_radius": soft_radius,
               "metric": "RMS distance to the exact PF-ODE solution (float64 Dopri8) at t = 0",
               "cpu_count": os.cpu_count(), "mixtures": {}}
     gmm = jd.testing.builtin_mixture(dim)
@@ -241,7 +243,7 @@ def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path, nfes
         print(table(report), flush=True)
 
     tuned_rows(den, x_train, y_train, runner, y_test, steps, on_nfe=save, nfes=nfes,
-               tune_solvers=tune_solvers)
+               tune_solvers=tune_solvers, soft_radius=soft_radius)
     return report
 
 
@@ -254,6 +256,8 @@ def main() -> None:
     parser.add_argument("--nfes", type=int, nargs="+", default=list(NFES))
     parser.add_argument("--tune-solvers", nargs="+", default=list(TUNE_SOLVERS))
     parser.add_argument("--n-train", type=int, default=512)
+    parser.add_argument("--soft-radius", type=float, default=0.0,
+                        help="LD3 soft teacher forcing radius (jd.tune, default 0: off)")
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--out", type=Path, default=OUT / "tuned_samplers")
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
@@ -281,7 +285,7 @@ def main() -> None:
     for dim in dims:
         out = args.out if len(dims) == 1 else args.out.with_name(f"{args.out.name}-gmm{dim}")
         run_mixture(dim, steps, args.n_train, args.n_test, out, tuple(args.nfes),
-                    tuple(args.tune_solvers))
+                    tuple(args.tune_solvers), args.soft_radius)
     print(f"wrote {args.out}*.json, .md and .png")
 
 
