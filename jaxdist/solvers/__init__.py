@@ -42,6 +42,10 @@ from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
 from .tableaux import ButcherTableau as ButcherTableau
 from .unipc import UniPC as UniPC
 
+# seeds' solvers (issue 13 item 3: Time-Shift, DC-Solver, DPM-Solver-v3)
+from . import time_shift as time_shift
+from .time_shift import TimeShift as TimeShift
+
 __all__ = [
     "Solver", "ExplicitStages", "LinearMultistep", "ModelState", "SolverState", "MultistepState",
     "coefs_at", "DDIM", "DPMSolver", "DPMSolverPP", "UniPC", "DEIS", "IPNDM", "StepPlan",
@@ -50,4 +54,6 @@ __all__ = [
     "AnnealedLangevinCorrector", "LangevinCorrector", "NoPredictor", "PredictorCorrector",
     "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry",
     "tableaux",
+    # seeds' solvers (issue 13 item 3)
+    "time_shift", "TimeShift",
 ]
