@@ -45,6 +45,9 @@ from .unipc import UniPC as UniPC
 # seeds' solvers (issue 13 item 3: Time-Shift, DC-Solver, DPM-Solver-v3)
 from . import time_shift as time_shift
 from .time_shift import TimeShift as TimeShift
+from . import dc_solver as dc_solver
+from .dc_solver import DCSolver as DCSolver
+from .dc_solver import fit_dc_ratios as fit_dc_ratios
 
 __all__ = [
     "Solver", "ExplicitStages", "LinearMultistep", "ModelState", "SolverState", "MultistepState",
@@ -55,5 +58,5 @@ __all__ = [
     "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry",
     "tableaux",
     # seeds' solvers (issue 13 item 3)
-    "time_shift", "TimeShift",
+    "time_shift", "TimeShift", "dc_solver", "DCSolver", "fit_dc_ratios",
 ]
