@@ -48,6 +48,10 @@ from .time_shift import TimeShift as TimeShift
 from . import dc_solver as dc_solver
 from .dc_solver import DCSolver as DCSolver
 from .dc_solver import fit_dc_ratios as fit_dc_ratios
+from . import dpm_solver_v3 as dpm_solver_v3
+from .dpm_solver_v3 import EMS as EMS
+from .dpm_solver_v3 import DPMSolverV3 as DPMSolverV3
+from .dpm_solver_v3 import compute_ems as compute_ems
 
 __all__ = [
     "Solver", "ExplicitStages", "LinearMultistep", "ModelState", "SolverState", "MultistepState",
@@ -59,4 +63,5 @@ __all__ = [
     "tableaux",
     # seeds' solvers (issue 13 item 3)
     "time_shift", "TimeShift", "dc_solver", "DCSolver", "fit_dc_ratios",
+    "dpm_solver_v3", "DPMSolverV3", "EMS", "compute_ems",
 ]
