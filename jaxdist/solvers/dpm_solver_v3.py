@@ -73,28 +73,55 @@ class EMS(NamedTuple):
                    jnp.zeros(shape, lam.dtype))
 
 
+def _locate(knots: Array, q: Array) -> tuple[Array, Array, Array]:
+    """Segment index ``i``, offset ``q - knots[i]`` and weight of ``knots[i + 1]`` of the
+    clamped ``q``."""
+    qc = jnp.clip(q, knots[0], knots[-1])
+    i = jnp.clip(jnp.searchsorted(knots, qc, side="right", method="compare_all") - 1, 0,
+                 knots.shape[0] - 2)
+    d = qc - knots[i]
+    return i, d, d / (knots[i + 1] - knots[i])
+
+
+def _bcast(w: Array, vals: Array) -> Array:
+    return w.reshape(w.shape + (1,) * (vals.ndim - 1))
+
+
 def _interp(knots: Array, vals: Array, q: Array) -> Array:
     """Piecewise-linear ``vals [M, *F]`` at ``q [...]`` (constant outside): ``[..., *F]``."""
-    q = jnp.clip(q, knots[0], knots[-1])
-    i = jnp.clip(jnp.searchsorted(knots, q, side="right", method="compare_all") - 1, 0, knots.shape[0] - 2)
-    w = (q - knots[i]) / (knots[i + 1] - knots[i])
-    w = w.reshape(w.shape + (1,) * (vals.ndim - 1))
+    i, _, w = _locate(knots, q)
+    w = _bcast(w, vals)
     return vals[i] * (1 - w) + vals[i + 1] * w
 
 
-def _cumint(knots: Array, vals: Array, q: Array) -> Array:
-    """Exact ``int_{knots[0]}^q`` of the piecewise-linear ``vals`` (linear extension clamped)."""
-    seg = 0.5 * (knots[1:] - knots[:-1]).reshape((-1,) + (1,) * (vals.ndim - 1)) * (
-        vals[1:] + vals[:-1])
-    cum = jnp.concatenate([jnp.zeros_like(vals[:1]), jnp.cumsum(seg, 0)])
-    qc = jnp.clip(q, knots[0], knots[-1])
-    i = jnp.clip(jnp.searchsorted(knots, qc, side="right", method="compare_all") - 1, 0, knots.shape[0] - 2)
-    d = (qc - knots[i]).reshape(qc.shape + (1,) * (vals.ndim - 1))
-    inside = cum[i] + 0.5 * d * (vals[i] + _interp(knots, vals, qc))
-    # beyond the grid the statistics are constant: extend linearly
-    lo = (jnp.minimum(q - knots[0], 0.0)).reshape(d.shape) * vals[0]
-    hi = (jnp.maximum(q - knots[-1], 0.0)).reshape(d.shape) * vals[-1]
-    return inside + lo + hi
+class _Integral:
+    """``q -> int_{knots[0]}^q`` of the piecewise-linear ``vals`` (exact; constant extension
+    of ``vals`` outside the grid)."""
+
+    def __init__(self, knots: Array, vals: Array):
+        seg = 0.5 * _bcast(knots[1:] - knots[:-1], vals) * (vals[1:] + vals[:-1])
+        self.knots, self.vals = knots, vals
+        self.cum = jnp.concatenate([jnp.zeros_like(vals[:1]), jnp.cumsum(seg, 0)])
+
+    def __call__(self, q: Array) -> Array:
+        knots, vals = self.knots, self.vals
+        i, d, w = _locate(knots, q)
+        w = _bcast(w, vals)
+        mid = vals[i] * (1 - w) + vals[i + 1] * w
+        inside = self.cum[i] + 0.5 * _bcast(d, vals) * (vals[i] + mid)
+        lo = _bcast(jnp.minimum(q - knots[0], 0.0), vals) * vals[0]
+        hi = _bcast(jnp.maximum(q - knots[-1], 0.0), vals) * vals[-1]
+        return inside + lo + hi
+
+
+def _vandermonde_inverse(r: Array) -> Array:
+    """Inverse of ``V[n, i, k] = r[n, i]^(k + 1)`` for 1 or 2 points (closed form)."""
+    if r.shape[1] == 1:
+        return (1.0 / r)[:, :, None]
+    a, b = r[:, 0], r[:, 1]
+    det = a * b * (b - a)  # det [[a, a^2], [b, b^2]]
+    inv = jnp.stack([jnp.stack([b**2, -a**2], 1), jnp.stack([-b, a], 1)], 1)
+    return inv / det[:, None, None]
 
 
 class V3Coefs(NamedTuple):
@@ -174,15 +201,9 @@ class DPMSolverV3(Solver):
         n = grid.shape[0] - 1
         K = self.solver_order
         orders = multistep_orders(n, K, self.lower_order_final)
-        S_knots = _cumint(knots, s_t, knots)
+        L, S = _Integral(knots, l_t), _Integral(knots, s_t)
         # B(lambda) = int e^{-S} b on the statistics' grid (trapezoid), then linear in between
-        B_knots = _cumint(knots, jnp.exp(-S_knots) * b_t, knots)
-
-        def L(q):
-            return _cumint(knots, l_t, q)
-
-        def S(q):
-            return _cumint(knots, s_t, q)
+        B_knots = _Integral(knots, jnp.exp(-S.cum) * b_t).cum
 
         def B(q):
             return _interp(knots, B_knots, q)
@@ -218,8 +239,7 @@ class DPMSolverV3(Solver):
                 r = (hist_lam[:, 1:p] - lam_s[:, None])  # [n, p-1]
                 safe = jnp.where(jnp.asarray(idx >= p - 1)[:, None], r,
                                  -jnp.arange(1, p, dtype=dt) * jnp.abs(h[:, None]))
-                vander = jnp.stack([safe**k for k in range(1, p)], 2)  # [n, i, k]
-                rinv = jnp.linalg.inv(vander)  # [n, k, i]
+                rinv = _vandermonde_inverse(safe)  # [n, k, i]
                 for i in range(1, p):
                     wi = sum(Kk[k] * math.factorial(k) * expand_to(rinv[:, k - 1, i - 1], Kk[k])
                              for k in range(1, p))

@@ -79,7 +79,9 @@ def test_shifted_times_follow_the_variance(x64):
     v_t = float(SCHEDULE.alpha(t) ** 2 * 0.25 + SCHEDULE.sigma(t) ** 2)
     x = jnp.sqrt(jnp.asarray([0.8, 1.0, 1.2])[:, None] * v_t) * jax.random.normal(
         jax.random.key(1), (3, 4096))
-    ts = jd.solvers.time_shift.shifted_times(SCHEDULE, x, t, 0.1, 0.0, 21, 0.25)
+    shift = jax.jit(lambda x, t: jd.solvers.time_shift.shifted_times(SCHEDULE, x, t, 0.1, 0.0, 21,
+                                                                      0.25))
+    ts = shift(x, t)
     assert float(ts[0]) < 0.5 < float(ts[2]) and abs(float(ts[1]) - 0.5) <= 0.011
     assert float(jnp.max(jnp.abs(ts - 0.5))) <= 0.1 + 1e-12
 
