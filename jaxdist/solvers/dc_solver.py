@@ -19,7 +19,8 @@ newest entry replaced, persistently) and ``find_optim_ratio`` (per step, AdamW l
 ``0.5 tanh(p) + 1``, MSE to the ground-truth trajectory after the next corrector)).
 
 :func:`fit_dc_ratios` fits all ratios jointly by Adam on the mean squared distance of the
-trajectory on the grid to a reference trajectory, through ``jd.sample`` (the reference fits
+trajectory on the grid to a reference trajectory, by ``jax.grad`` through the sampling loop
+(the reference fits
 them greedily, one step at a time); ratios are bounded as in the reference,
 ``rho = 1 + 0.5 tanh(p)``. The ratios ``rho [n_steps]`` are data (pytree leaves): one
 compilation for all values, differentiable.
@@ -34,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import MultistepState, Solver, push
+from .base import ModelState, MultistepState, Solver, push, set_stages, stage_table
 from .primitives import output_in_space
 from .unipc import UniPC
 
@@ -168,18 +169,47 @@ class DCSolver(Solver):
 jax.tree_util.register_dataclass(DCSolver, data_fields=["rho"], meta_fields=["base", "dc_order"])
 
 
+class _Model:
+    """``model(x, t, ms) -> (x0_hat, eps_hat, ms)`` of a denoiser (as ``jd.sample`` builds)."""
+
+    def __init__(self, denoiser: Any):
+        self.denoiser, self.schedule = denoiser, denoiser.schedule
+
+    def __call__(self, x, t, ms):
+        (x0, eps), den_state = self.denoiser.apply(ms.den, x, t)
+        return x0.astype(x.dtype), eps.astype(x.dtype), ModelState(ms.nfe + 1, den_state)
+
+
+def _trajectory(solver: Solver, denoiser: Any, x_T: Array, grid: Array) -> Array:
+    """The states on ``grid`` ``[n + 1, *x_T.shape]`` of a solver with one model evaluation per
+    step (a minimal ``jd.sample`` loop: this module is imported by ``jd.sample``'s package)."""
+    coefs = solver.coefficients(denoiser.schedule, grid)
+    table = stage_table(coefs)
+    stages = None if table is None else int(table[0])
+    if table is not None and not np.all(table == stages):
+        raise ValueError("internal: _trajectory needs equal stages on every step")
+    model = _Model(denoiser)
+    state = solver.init(x_T, ModelState(jnp.zeros((), jnp.int32), denoiser.init_state(x_T)))
+
+    def body(state, c):
+        state = solver.step(model, state, set_stages(c, stages), None)
+        return state, solver.finish(state)[0]
+
+    _, xs = jax.lax.scan(body, state, set_stages(coefs, None))
+    return jnp.concatenate([x_T[None], xs])
+
+
 def reference_trajectory(denoiser: Any, x_T: Array, grid: Array, substeps: int = 32) -> Array:
     """A fine solve through the times of ``grid``: ``[n_steps + 1, *x_T.shape]``, third-order
-    DPM-Solver++ with ``substeps`` time-uniform steps in every interval of ``grid``."""
-    from ..sample import sample
+    DPM-Solver++ 3M with ``substeps`` time-uniform steps in every interval of ``grid``."""
     from .dpm_solver import DPMSolverPP
 
     grid = np.asarray(grid, np.float64)
     frac = np.linspace(0.0, 1.0, int(substeps) + 1)[:-1]
     fine = np.concatenate([a + (b - a) * frac for a, b in zip(grid[:-1], grid[1:])] + [grid[-1:]])
-    solver = DPMSolverPP(order=3, warmup="singlestep", lower_order_final=False)
-    traj = sample(solver, denoiser, x_T, jnp.asarray(fine, x_T.dtype), save_trajectory=True)
-    return traj.trajectory[:: int(substeps)]
+    solver = DPMSolverPP(order=3, lower_order_final=False)
+    traj = jax.jit(lambda x: _trajectory(solver, denoiser, x, jnp.asarray(fine, x.dtype)))(x_T)
+    return traj[:: int(substeps)]
 
 
 def fit_dc_ratios(solver: DCSolver | UniPC, denoiser: Any, x_T: Array, grid: Array,
@@ -194,8 +224,6 @@ def fit_dc_ratios(solver: DCSolver | UniPC, denoiser: Any, x_T: Array, grid: Arr
     losses per step)``.
     """
     import optax
-
-    from ..sample import sample
 
     grid = jnp.asarray(grid, x_T.dtype)
     n = grid.shape[0] - 1
@@ -218,8 +246,8 @@ def fit_dc_ratios(solver: DCSolver | UniPC, denoiser: Any, x_T: Array, grid: Arr
 
     def loss(p):
         s = dataclasses.replace(solver, rho=1.0 + 0.5 * jnp.tanh(p))
-        out = sample(s, denoiser, x_T, grid, save_trajectory=whole)
-        got = out.trajectory if whole else out.x
+        traj = _trajectory(s, denoiser, x_T, grid)
+        got = traj if whole else traj[-1]
         return jnp.mean(jnp.sum((got - reference).reshape(-1, x_T[0].size) ** 2, -1))
 
     opt = optax.adam(lr)
