@@ -34,6 +34,15 @@ the JSON).
     python experiments/tuned_samplers.py --quick      # fewer tuning steps, 2-D only
     python experiments/tuned_samplers.py --dims 16 --nfes 10 --tune-solvers unipc ipndm \
         --n-train 2048 --out experiments/out/tuned_samplers-n2048-gmm16
+    python experiments/tuned_samplers.py --seed-solvers --dims 2 16 --nfes 5 10 \
+        --out experiments/out/seed_solvers     # DPM-Solver-v3 and DC-Solver rows (below)
+
+Seed-solver rows (``--seed-solvers``, a separate small run): DPM-Solver-v3 with EMS computed
+from 512 data samples on a 200-point log-SNR grid (``jd.solvers.compute_ems``; orders 2 and 3)
+and DC-Solver (UniPC-2 bh2, ratios fitted on 16 training points to a fine reference trajectory,
+40 Adam steps, rate 0.1), against DPM-Solver++ 2M and UniPC-2 on the same log-SNR grid from
+``t = 1`` to ``t_min`` (DPM-Solver-v3 has no step to ``t = 0``); error: RMS distance to the exact
+PF-ODE solution at ``t_min`` on held-out noise.
 """
 
 from __future__ import annotations
@@ -247,6 +256,53 @@ def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path, nfes
     return report
 
 
+def seed_solver_rows(dim: int, nfes, n_test: int = 256) -> dict:
+    """``{nfe: {name: error}}`` of DPM-Solver-v3, DC-Solver and their baselines (docstring)."""
+    from jaxdist.solvers.dc_solver import reference_trajectory
+    from jaxdist.solvers.primitives import half_log_snr
+
+    gmm = jd.testing.builtin_mixture(dim)
+    den = gmm.denoiser(SCHEDULE)
+    k_train, k_test, k_data, k_ems = jax.random.split(jax.random.key(100 + dim), 4)
+    x_train = jax.random.normal(k_train, (16, dim), jnp.float64)
+    x_test = jax.random.normal(k_test, (n_test, dim), jnp.float64)
+    t_end = SCHEDULE.t_min
+    y_test = gmm.ode_solution(SCHEDULE, x_test, 1.0, t_end)
+    lo, hi = (float(half_log_snr(SCHEDULE, jnp.asarray(t))) for t in (1.0, t_end))
+    tic = time.perf_counter()
+    ems = jd.solvers.compute_ems(den, SCHEDULE, gmm.sample(k_data, 512),
+                                 jnp.linspace(lo - 0.1, hi + 0.1, 200), k_ems)
+    ems_seconds = time.perf_counter() - tic
+    out = {"ems_seconds": ems_seconds}
+    for nfe in nfes:
+        grid = jd.grids.logsnr_uniform(SCHEDULE, nfe, 1.0, t_end)
+        row = {}
+        for name, solver in (("dpm++2m", jd.solvers.DPMSolverPP(order=2)),
+                             ("unipc", jd.solvers.UniPC(order=2)),
+                             ("dpm-solver-v3-2", jd.solvers.DPMSolverV3(ems, order=2)),
+                             ("dpm-solver-v3-3", jd.solvers.DPMSolverV3(ems, order=3))):
+            row[name] = rms(jd.sample(solver, den, x_test, grid).x, y_test)
+        tic = time.perf_counter()
+        ref = reference_trajectory(den, x_train, grid)
+        dc, _ = jd.solvers.fit_dc_ratios(jd.solvers.UniPC(order=2), den, x_train, grid, ref)
+        row["dc-solver"] = rms(jd.sample(dc, den, x_test, grid).x, y_test)
+        row["dc_fit_seconds"] = time.perf_counter() - tic
+        out[str(nfe)] = row
+        print(f"{dim}-D, NFE {nfe}: {row}", flush=True)
+    return out
+
+
+def seed_table(report: dict) -> str:
+    names = ("dpm++2m", "unipc", "dpm-solver-v3-2", "dpm-solver-v3-3", "dc-solver")
+    lines = ["| mixture | NFE | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
+    for mix, res in report.items():
+        for nfe, row in res.items():
+            if nfe.isdigit():
+                lines.append(f"| {mix} | {nfe} | " + " | ".join(f"{row[n]:.4f}" for n in names)
+                             + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="60 tuning steps, 2-D mixture only")
@@ -262,7 +318,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT / "tuned_samplers")
     parser.add_argument("--merge", type=Path, nargs="+", default=None,
                         help="only merge these JSON reports into --out")
+    parser.add_argument("--seed-solvers", action="store_true",
+                        help="only the DPM-Solver-v3 / DC-Solver rows (module docstring)")
     args = parser.parse_args()
+    if args.seed_solvers:
+        report = {f"gmm{d}": seed_solver_rows(d, tuple(args.nfes)) for d in args.dims}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+        args.out.with_suffix(".md").write_text(seed_table(report))
+        print(seed_table(report))
+        return
     if args.merge:  # later reports add tuned variants (same noise, same fixed grids)
         reports = [json.loads(p.read_text()) for p in args.merge]
         merged = {**reports[0], "mixtures": {}}

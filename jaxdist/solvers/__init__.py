@@ -42,6 +42,17 @@ from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
 from .tableaux import ButcherTableau as ButcherTableau
 from .unipc import UniPC as UniPC
 
+# seeds' solvers (issue 13 item 3: Time-Shift, DC-Solver, DPM-Solver-v3)
+from . import time_shift as time_shift
+from .time_shift import TimeShift as TimeShift
+from . import dc_solver as dc_solver
+from .dc_solver import DCSolver as DCSolver
+from .dc_solver import fit_dc_ratios as fit_dc_ratios
+from . import dpm_solver_v3 as dpm_solver_v3
+from .dpm_solver_v3 import EMS as EMS
+from .dpm_solver_v3 import DPMSolverV3 as DPMSolverV3
+from .dpm_solver_v3 import compute_ems as compute_ems
+
 __all__ = [
     "Solver", "ExplicitStages", "LinearMultistep", "ModelState", "SolverState", "MultistepState",
     "coefs_at", "DDIM", "DPMSolver", "DPMSolverPP", "UniPC", "DEIS", "IPNDM", "StepPlan",
@@ -50,4 +61,7 @@ __all__ = [
     "AnnealedLangevinCorrector", "LangevinCorrector", "NoPredictor", "PredictorCorrector",
     "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry",
     "tableaux",
+    # seeds' solvers (issue 13 item 3)
+    "time_shift", "TimeShift", "dc_solver", "DCSolver", "fit_dc_ratios",
+    "dpm_solver_v3", "DPMSolverV3", "EMS", "compute_ems",
 ]
