@@ -258,7 +258,6 @@ def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path, nfes
 
 def seed_solver_rows(dim: int, nfes, n_test: int = 256) -> dict:
     """``{nfe: {name: error}}`` of DPM-Solver-v3, DC-Solver and their baselines (docstring)."""
-    from jaxdist.solvers.dc_solver import reference_trajectory
     from jaxdist.solvers.primitives import half_log_snr
 
     gmm = jd.testing.builtin_mixture(dim)
@@ -283,8 +282,8 @@ def seed_solver_rows(dim: int, nfes, n_test: int = 256) -> dict:
                              ("dpm-solver-v3-3", jd.solvers.DPMSolverV3(ems, order=3))):
             row[name] = rms(jd.sample(solver, den, x_test, grid).x, y_test)
         tic = time.perf_counter()
-        ref = reference_trajectory(den, x_train, grid)
-        dc, _ = jd.solvers.fit_dc_ratios(jd.solvers.UniPC(order=2), den, x_train, grid, ref)
+        ref = jd.tune.reference_trajectory(den, x_train, grid)
+        dc, _ = jd.tune.fit_dc_ratios(jd.solvers.UniPC(order=2), den, x_train, grid, ref)
         row["dc-solver"] = rms(jd.sample(dc, den, x_test, grid).x, y_test)
         row["dc_fit_seconds"] = time.perf_counter() - tic
         out[str(nfe)] = row

@@ -47,7 +47,6 @@ from . import time_shift as time_shift
 from .time_shift import TimeShift as TimeShift
 from . import dc_solver as dc_solver
 from .dc_solver import DCSolver as DCSolver
-from .dc_solver import fit_dc_ratios as fit_dc_ratios
 from . import dpm_solver_v3 as dpm_solver_v3
 from .dpm_solver_v3 import EMS as EMS
 from .dpm_solver_v3 import DPMSolverV3 as DPMSolverV3
@@ -62,6 +61,6 @@ __all__ = [
     "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry",
     "tableaux",
     # seeds' solvers (issue 13 item 3)
-    "time_shift", "TimeShift", "dc_solver", "DCSolver", "fit_dc_ratios",
+    "time_shift", "TimeShift", "dc_solver", "DCSolver",
     "dpm_solver_v3", "DPMSolverV3", "EMS", "compute_ems",
 ]

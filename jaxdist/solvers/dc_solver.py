@@ -18,7 +18,7 @@ against the official code (wl-zhao/DC-Solver,
 newest entry replaced, persistently) and ``find_optim_ratio`` (per step, AdamW lr 0.1, ratio
 ``0.5 tanh(p) + 1``, MSE to the ground-truth trajectory after the next corrector)).
 
-:func:`fit_dc_ratios` fits all ratios jointly by Adam on the mean squared distance of the
+:func:`jaxdist.tune.fit_dc_ratios` fits all ratios jointly by Adam on the mean squared distance of the
 trajectory on the grid to a reference trajectory, by ``jax.grad`` through the sampling loop
 (the reference fits
 them greedily, one step at a time); ratios are bounded as in the reference,
@@ -29,19 +29,19 @@ compilation for all values, differentiable.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .base import ModelState, MultistepState, Solver, push, set_stages, stage_table
+from .base import MultistepState, Solver, push
 from .primitives import output_in_space
 from .unipc import UniPC
 
 Array = jax.Array
 
-__all__ = ["DCSolver", "DCCoefs", "lagrange_weights", "fit_dc_ratios", "reference_trajectory"]
+__all__ = ["DCSolver", "DCCoefs", "lagrange_weights"]
 
 
 class DCCoefs(NamedTuple):
@@ -88,7 +88,7 @@ class DCSolver(Solver):
 
     Args:
       rho: compensation ratios ``[n_steps]`` (data; ``1``: UniPC). Build ones with
-        :meth:`identity`; fit them with :func:`fit_dc_ratios`.
+        :meth:`identity`; fit them with :func:`jaxdist.tune.fit_dc_ratios`.
       base: the UniPC predictor-corrector (default ``UniPC(order=2, variant="bh2")``, data
         prediction, as the paper).
       dc_order: order of the Lagrange interpolation (2: through the last 3 outputs).
@@ -142,7 +142,7 @@ class DCSolver(Solver):
         n = jnp.shape(grid)[0] - 1
         if n != self.n_steps:
             raise ValueError(f"DCSolver: rho has {self.n_steps} ratios but the grid has {n} "
-                             f"steps; fit the ratios for {n} steps (fit_dc_ratios).")
+                             f"steps; fit the ratios for {n} steps (jd.tune.fit_dc_ratios).")
         self.base.validate(schedule, grid)
 
     def coefficients(self, schedule, grid):
@@ -167,100 +167,3 @@ class DCSolver(Solver):
 
 
 jax.tree_util.register_dataclass(DCSolver, data_fields=["rho"], meta_fields=["base", "dc_order"])
-
-
-class _Model:
-    """``model(x, t, ms) -> (x0_hat, eps_hat, ms)`` of a denoiser (as ``jd.sample`` builds)."""
-
-    def __init__(self, denoiser: Any):
-        self.denoiser, self.schedule = denoiser, denoiser.schedule
-
-    def __call__(self, x, t, ms):
-        (x0, eps), den_state = self.denoiser.apply(ms.den, x, t)
-        return x0.astype(x.dtype), eps.astype(x.dtype), ModelState(ms.nfe + 1, den_state)
-
-
-def _trajectory(solver: Solver, denoiser: Any, x_T: Array, grid: Array) -> Array:
-    """The states on ``grid`` ``[n + 1, *x_T.shape]`` of a solver with one model evaluation per
-    step (a minimal ``jd.sample`` loop: this module is imported by ``jd.sample``'s package)."""
-    coefs = solver.coefficients(denoiser.schedule, grid)
-    table = stage_table(coefs)
-    stages = None if table is None else int(table[0])
-    if table is not None and not np.all(table == stages):
-        raise ValueError("internal: _trajectory needs equal stages on every step")
-    model = _Model(denoiser)
-    state = solver.init(x_T, ModelState(jnp.zeros((), jnp.int32), denoiser.init_state(x_T)))
-
-    def body(state, c):
-        state = solver.step(model, state, set_stages(c, stages), None)
-        return state, solver.finish(state)[0]
-
-    _, xs = jax.lax.scan(body, state, set_stages(coefs, None))
-    return jnp.concatenate([x_T[None], xs])
-
-
-def reference_trajectory(denoiser: Any, x_T: Array, grid: Array, substeps: int = 32) -> Array:
-    """A fine solve through the times of ``grid``: ``[n_steps + 1, *x_T.shape]``, third-order
-    DPM-Solver++ 3M with ``substeps`` time-uniform steps in every interval of ``grid``."""
-    from .dpm_solver import DPMSolverPP
-
-    grid = np.asarray(grid, np.float64)
-    frac = np.linspace(0.0, 1.0, int(substeps) + 1)[:-1]
-    fine = np.concatenate([a + (b - a) * frac for a, b in zip(grid[:-1], grid[1:])] + [grid[-1:]])
-    solver = DPMSolverPP(order=3, lower_order_final=False)
-    traj = jax.jit(lambda x: _trajectory(solver, denoiser, x, jnp.asarray(fine, x.dtype)))(x_T)
-    return traj[:: int(substeps)]
-
-
-def fit_dc_ratios(solver: DCSolver | UniPC, denoiser: Any, x_T: Array, grid: Array,
-                  reference: Array, steps: int = 40, lr: float = 0.1) -> tuple[DCSolver, list]:
-    """Fits the ratios of ``solver`` (a :class:`DCSolver`, or a :class:`UniPC` to compensate)
-    on ``grid`` to ``reference``: a trajectory ``[n_steps + 1, *x_T.shape]`` on the grid (e.g.
-    :func:`reference_trajectory`) or the endpoints ``x_T.shape``.
-
-    Adam (rate ``lr``) for ``steps`` steps on ``mean ||x_k - ref_k||^2`` over the grid's points
-    (all of them, or the endpoint) per example, ``rho = 1 + 0.5 tanh(p)`` (started from the
-    solver's ratios, clipped into ``(0.5, 1.5)``). Returns ``(DCSolver with the fitted rho,
-    losses per step)``.
-    """
-    import optax
-
-    grid = jnp.asarray(grid, x_T.dtype)
-    n = grid.shape[0] - 1
-    if isinstance(solver, UniPC):
-        solver = DCSolver.identity(n, base=solver)
-    if not isinstance(solver, DCSolver):
-        raise TypeError(f"solver must be a DCSolver or UniPC, got {type(solver).__name__}.")
-    solver.validate(denoiser.schedule, grid)
-    reference = jnp.asarray(reference, x_T.dtype)
-    whole = reference.shape == (n + 1,) + x_T.shape
-    if not whole and reference.shape != x_T.shape:
-        raise ValueError(f"reference has shape {reference.shape}; give the trajectory "
-                         f"{(n + 1,) + x_T.shape} on the grid or the endpoints {x_T.shape}.")
-    if not bool(jnp.all(jnp.isfinite(reference))):
-        raise ValueError("reference contains non-finite values (nan or inf).")
-    if not (isinstance(steps, int) and steps >= 1):
-        raise ValueError(f"steps={steps!r} must be a positive number of optimiser steps.")
-    rho0 = jnp.clip(jnp.asarray(solver.rho, x_T.dtype), 0.5 + 1e-6, 1.5 - 1e-6)
-    params = jnp.arctanh(2.0 * (rho0 - 1.0))
-
-    def loss(p):
-        s = dataclasses.replace(solver, rho=1.0 + 0.5 * jnp.tanh(p))
-        traj = _trajectory(s, denoiser, x_T, grid)
-        got = traj if whole else traj[-1]
-        return jnp.mean(jnp.sum((got - reference).reshape(-1, x_T[0].size) ** 2, -1))
-
-    opt = optax.adam(lr)
-    state = opt.init(params)
-
-    @jax.jit
-    def update(p, state):
-        value, g = jax.value_and_grad(loss)(p)
-        upd, state = opt.update(g, state)
-        return optax.apply_updates(p, upd), state, value
-
-    losses = []
-    for _ in range(steps):
-        params, state, value = update(params, state)
-        losses.append(float(value))
-    return dataclasses.replace(solver, rho=1.0 + 0.5 * jnp.tanh(params)), losses

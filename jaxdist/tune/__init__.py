@@ -4,6 +4,8 @@
   log-SNR, the last positive time learned too) against a teacher's endpoints of the same noise;
 * :func:`optimise_solver` also learns per-step corrections of the solver's coefficient table
   (S4S / Bespoke-style), returned as a :class:`Corrected` solver whose table is data;
+* :func:`fit_dc_ratios` fits DC-Solver's compensation ratios (:func:`reference_trajectory`
+  gives the fine trajectory it is fitted to);
 * both return :class:`Tuned` (``grid``, ``solver``, ``history``; ``save`` / ``load`` JSON).
 
     tuned = jd.tune.optimise_grid(jd.solvers.DPMSolverPP(), den, x_T, n_steps=5)
@@ -12,6 +14,8 @@
 
 from .corrected import Corrected as Corrected
 from .corrected import learnable_fields as learnable_fields
+from .dc_ratios import fit_dc_ratios as fit_dc_ratios
+from .dc_ratios import reference_trajectory as reference_trajectory
 from .fit import optimise_grid as optimise_grid
 from .fit import optimise_solver as optimise_solver
 from .fit import reference_solve as reference_solve
@@ -22,4 +26,5 @@ from .parametrise import params_from_grid as params_from_grid
 from .tuned import Tuned as Tuned
 
 __all__ = ["optimise_grid", "optimise_solver", "reference_solve", "rms", "Tuned", "Corrected",
-           "learnable_fields", "GridParams", "grid_from_params", "params_from_grid"]
+           "learnable_fields", "GridParams", "grid_from_params", "params_from_grid",
+           "fit_dc_ratios", "reference_trajectory"]

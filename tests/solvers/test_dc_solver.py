@@ -13,7 +13,8 @@ import pytest
 
 import jaxdist as jd
 from jaxdist.solvers import DCSolver, UniPC
-from jaxdist.solvers.dc_solver import fit_dc_ratios, lagrange_weights, reference_trajectory
+from jaxdist.solvers.dc_solver import lagrange_weights
+from jaxdist.tune import fit_dc_ratios, reference_trajectory
 from problems import gaussian_problem
 
 
