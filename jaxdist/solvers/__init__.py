@@ -41,6 +41,12 @@ from .sde import EulerMaruyama as EulerMaruyama
 from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
 from .tableaux import ButcherTableau as ButcherTableau
 from .unipc import UniPC as UniPC
+# ComfyUI's newer named samplers (comfy-names)
+from .er_sde import ERSDE as ERSDE
+from .res import GradientEstimation as GradientEstimation
+from .res import RESMultistep as RESMultistep
+from .sa_solver import SASolver as SASolver
+from .seeds import SEEDS as SEEDS
 
 __all__ = [
     "Solver", "ExplicitStages", "LinearMultistep", "ModelState", "SolverState", "MultistepState",
@@ -50,4 +56,6 @@ __all__ = [
     "AnnealedLangevinCorrector", "LangevinCorrector", "NoPredictor", "PredictorCorrector",
     "annealed_langevin", "from_diffusers_scheduler", "denoiser_from_diffusers", "registry",
     "tableaux",
+    # ComfyUI's newer named samplers (comfy-names)
+    "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
 ]
