@@ -36,6 +36,12 @@ __all__ = ["ERSDE", "ERSDECoefs", "ERSDEState", "default_noise_scaler", "identit
 INTEGRATION_POINTS, GAUSS_POINTS = 200, 12
 
 
+def _sqrt(v: Array) -> Array:
+    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
 def default_noise_scaler(s: Array) -> Array:
     """ComfyUI's ``f(s) = s (e^{s^0.3} + 10)``."""
     return s * (jnp.exp(s**0.3) + 10.0)
@@ -162,8 +168,7 @@ class ERSDE(Solver):
         inv2 = jnp.where(np.arange(n) >= 2, 2.0 / jnp.where(s != s_prev2, s - s_prev2, 1.0), 0.0)
         a = jnp.where(final, 0.0, alpha_next / alpha * q)
         b0 = jnp.where(final, alpha_next, alpha_next * (1.0 - q))
-        var = jnp.maximum(s_next**2 - s**2 * q**2, 0.0)
-        noise_scale = jnp.where(final, 0.0, alpha_next * self.s_noise * jnp.sqrt(var))
+        noise_scale = jnp.where(final, 0.0, alpha_next * self.s_noise * _sqrt(s_next**2 - s**2 * q**2))
         return ERSDECoefs(t, t_next, a, b0, b1, b2, inv1, inv2, noise_scale)
 
     def init(self, x, model_state):

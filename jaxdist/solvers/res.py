@@ -45,6 +45,12 @@ Array = jax.Array
 __all__ = ["RESMultistep", "GradientEstimation", "NoisyMultistepCoefs", "ancestral_split"]
 
 
+def _sqrt(v: Array) -> Array:
+    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
 class NoisyMultistepCoefs(NamedTuple):
     """``x_next = a x + b . history + noise_scale z``."""
 
@@ -60,8 +66,8 @@ def ancestral_split(s: Array, s_next: Array, eta: float) -> tuple[Array, Array]:
     ``(s_down, s_up)`` with ``s_down^2 + s_up^2 = s_next^2``."""
     if eta == 0:
         return s_next, jnp.zeros_like(s_next)
-    up = jnp.minimum(s_next, eta * jnp.sqrt(jnp.maximum(s_next**2 * (s**2 - s_next**2) / s**2, 0.0)))
-    return jnp.sqrt(jnp.maximum(s_next**2 - up**2, 0.0)), up
+    up = jnp.minimum(s_next, eta * _sqrt(s_next**2 * (s**2 - s_next**2) / s**2))
+    return _sqrt(s_next**2 - up**2), up
 
 
 @solver_dataclass

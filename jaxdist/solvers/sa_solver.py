@@ -41,6 +41,12 @@ Array = jax.Array
 __all__ = ["SASolver", "SACoefs", "SAState", "stochastic_adams_weights"]
 
 
+def _sqrt(v: Array) -> Array:
+    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
 class SACoefs(NamedTuple):
     """Per step: corrector ``x_i = cp x^p_i + ca x_{i-1} + bc . D + cz n_{i-1}``; predictor
     ``x^p_{i+1} = pa x_i + bp . D + n_i``, ``n_i = pz z_i`` (kept in the state);
@@ -237,7 +243,7 @@ class SASolver(Solver):
         h = lam[1:] - lam[:-1]
         tau_p = tau_all[1:]
         pa = sigma[1:] / sigma[:-1] * jnp.exp(-tau_p**2 * h)
-        pz = self.s_noise * sigma[1:] * jnp.sqrt(-jnp.expm1(-2.0 * tau_p**2 * h))
+        pz = self.s_noise * sigma[1:] * _sqrt(-jnp.expm1(-2.0 * tau_p**2 * h))
         # a step to t = 0 returns alpha_0 x0_hat
         pa = jnp.where(final, 0.0, pa)
         pz = jnp.where(final, 0.0, pz)

@@ -41,6 +41,12 @@ Array = jax.Array
 __all__ = ["SEEDS", "StochasticStageCoefs"]
 
 
+def _sqrt(v: Array) -> Array:
+    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
 class StochasticStageCoefs(NamedTuple):
     """Per step (leading axis ``n``; ``S`` stages): stage times ``s [n, S + 1]`` (``s_S = t'``);
     rows ``r = 0..S-1`` build stage ``r + 1`` (row ``S - 1``: the update): ``c [n, S]``,
@@ -172,7 +178,7 @@ class SEEDS(Solver):
         for j in range(S):
             for k in range(j + 1):
                 decay = jnp.exp(-self.eta * (r[j + 1] - r[k + 1]) * h)
-                g = g.at[:, j, k].set(decay * jnp.sqrt(-jnp.expm1(-2.0 * self.eta * dr[k] * h)))
+                g = g.at[:, j, k].set(decay * _sqrt(-jnp.expm1(-2.0 * self.eta * dr[k] * h)))
         g = (self.s_noise * sigma_j)[:, :, None] * g
         # the one-evaluation last step (first order; alpha_0 x0_hat exactly on a step to t = 0)
         if self.denoise_final:
@@ -182,7 +188,7 @@ class SEEDS(Solver):
             w_last = jnp.zeros((S,), h.dtype).at[0].set(one_w)
             w_rows = w_rows.at[-1, -1].set(w_last)
             g_last = jnp.zeros((S,), h.dtype).at[0].set(
-                self.s_noise * sigma_j[-1, -1] * jnp.sqrt(-jnp.expm1(-2.0 * self.eta * h[-1])))
+                self.s_noise * sigma_j[-1, -1] * _sqrt(-jnp.expm1(-2.0 * self.eta * h[-1])))
             g = g.at[-1, -1].set(g_last)
             s = s.at[-1, 1].set(t_next[-1])
         return StochasticStageCoefs(t, t_next, s, c, w_rows, g, self.stages_per_step(n))
