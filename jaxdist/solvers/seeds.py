@@ -157,7 +157,9 @@ class SEEDS(Solver):
 
         def e(k, ratio):  # E_k(ratio) = ratio h_eta phi_k(-ratio h_eta), [n]
             z = ratio * he
-            return z * phi_functions(-z, k)[k - 1]
+            if k == 1:
+                return -jnp.expm1(-z)
+            return z * phi_functions(-z, 2)[1]
 
         w_rows = jnp.zeros((n, S, S), h.dtype)
         if S == 2:
