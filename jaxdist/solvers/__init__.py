@@ -41,6 +41,12 @@ from .sde import EulerMaruyama as EulerMaruyama
 from .sde_dpm_solver import SDEDPMSolverPP as SDEDPMSolverPP
 from .tableaux import ButcherTableau as ButcherTableau
 from .unipc import UniPC as UniPC
+# ComfyUI's newer named samplers (comfy-names)
+from .er_sde import ERSDE as ERSDE
+from .res import GradientEstimation as GradientEstimation
+from .res import RESMultistep as RESMultistep
+from .sa_solver import SASolver as SASolver
+from .seeds import SEEDS as SEEDS
 
 # seeds' solvers (issue 13 item 3: Time-Shift, DC-Solver, DPM-Solver-v3)
 from . import time_shift as time_shift
@@ -63,4 +69,6 @@ __all__ = [
     # seeds' solvers (issue 13 item 3)
     "time_shift", "TimeShift", "dc_solver", "DCSolver",
     "dpm_solver_v3", "DPMSolverV3", "EMS", "compute_ems",
+    # ComfyUI's newer named samplers (comfy-names)
+    "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
 ]

@@ -21,10 +21,14 @@ from .deis import DEIS, IPNDM
 from .dpm_solver import DPMSolver, DPMSolverPP
 from .edm import EulerEDM, HeunEDM
 from .edm_sde import EDMStochastic
+from .er_sde import ERSDE
 from .langevin import LangevinCorrector, PredictorCorrector
+from .res import GradientEstimation, RESMultistep
 from .runge_kutta import RungeKutta
+from .sa_solver import SASolver
 from .sde import DDPMAncestral, EulerMaruyama
 from .sde_dpm_solver import SDEDPMSolverPP
+from .seeds import SEEDS
 from .tableaux import EULER, RALSTON, RK3, RK4
 from .unipc import UniPC
 
@@ -66,6 +70,15 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "dpm++3m-sde": lambda: SDEDPMSolverPP(order=3),
     "edm-sde": EDMStochastic,
     "pc-langevin": lambda: PredictorCorrector(EulerMaruyama(), LangevinCorrector(snr=0.16), 1),
+    # ComfyUI's newer named samplers (comfy-names): RES 2M, gradient estimation, ER-SDE, SEEDS,
+    # SA-Solver, with ComfyUI's default settings
+    "res-multistep": RESMultistep,
+    "gradient-estimation": GradientEstimation,
+    "res-multistep-ancestral": lambda: RESMultistep(eta=1.0),
+    "er-sde": ERSDE,
+    "seeds-2": lambda: SEEDS(stage_count=2),
+    "seeds-3": lambda: SEEDS(stage_count=3),
+    "sa-solver": SASolver,
 }
 
 #: adaptive solvers (they choose their own steps: ``jd.sample_adaptive``)
@@ -83,6 +96,10 @@ ALIASES: dict[str, str] = {
     "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "DPMSolverMultistepScheduler": "dpm++2m",
     "UniPCMultistepScheduler": "unipc", "EulerDiscreteScheduler": "euler",
     "HeunDiscreteScheduler": "heun", "FlowMatchEulerDiscreteScheduler": "flow-euler",
+    # ComfyUI's newer named samplers (comfy-names)
+    "res_multistep": "res-multistep", "res_multistep_ancestral": "res-multistep-ancestral",
+    "gradient_estimation": "gradient-estimation", "er_sde": "er-sde", "seeds_2": "seeds-2",
+    "seeds_3": "seeds-3", "sa_solver": "sa-solver",
 }
 
 
