@@ -137,8 +137,9 @@ class Ancestral(ExplicitStages):
       noise: optional noise source (``jd.noise``).
 
     Evaluations: 1 per step (``euler``), 2 per step and 1 on the last (the others). Order: 1 for
-    ``euler``, 2 for the others with ``eta = 0`` (deterministic); weak and strong order 1 with
-    ``eta > 0`` (the noise split is first order), ``None`` when ``s_noise != 1``.
+    ``euler``, 2 for the others, deterministic (``eta = 0``) or, with ``eta > 0``, weak (exact
+    moments on Gaussian data, tests/solvers/test_ancestral.py; ``None`` when ``s_noise != 1``,
+    which changes the marginals). The strong order is not claimed (``None``).
     """
 
     method: str = "euler"
@@ -158,19 +159,15 @@ class Ancestral(ExplicitStages):
 
     @property
     def order(self) -> int:
-        return 1 if self.method == "euler" or self.stochastic else 2
+        return 1 if self.method == "euler" else 2
 
     @property
     def stochastic(self) -> bool:
         return self.eta > 0 and self.s_noise > 0
 
     @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic and self.s_noise == 1.0 else None
-
-    @property
     def weak_order(self) -> float | None:
-        return 1.0 if self.stochastic and self.s_noise == 1.0 else None
+        return float(self.order) if self.stochastic and self.s_noise == 1.0 else None
 
     @property
     def n_stages(self) -> int:
@@ -275,8 +272,9 @@ class DPMSolverPPSDE(Solver):
         noise increments of one Brownian motion (strong convergence); ``None``: fresh normals,
         the second built as the Brownian bridge of the first.
 
-    Two evaluations per step, one on the (Euler) last step. Order 2 with ``eta = 0``; with
-    ``eta > 0``, weak and strong order 1 (measured, tests/solvers/test_ancestral.py).
+    Two evaluations per step, one on the (Euler) last step. Order 2 (deterministic with
+    ``eta = 0``; with ``eta > 0`` the weak order, exact moments on Gaussian data); strong order
+    1 on a Brownian path (measured, tests/solvers/test_ancestral.py).
     """
 
     eta: float = 1.0
@@ -288,7 +286,7 @@ class DPMSolverPPSDE(Solver):
 
     @property
     def order(self) -> int:
-        return 1 if self.stochastic else 2
+        return 2
 
     @property
     def stochastic(self) -> bool:
@@ -300,7 +298,7 @@ class DPMSolverPPSDE(Solver):
 
     @property
     def weak_order(self) -> float | None:
-        return 1.0 if self.stochastic and self.s_noise == 1.0 else None
+        return 2.0 if self.stochastic and self.s_noise == 1.0 else None
 
     def nfe(self, n_steps):
         return max(2 * int(n_steps) - 1, 0)
