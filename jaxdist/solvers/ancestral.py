@@ -52,7 +52,7 @@ import numpy as np
 from ..noise import standard_normal
 from ..schedules import RectifiedFlow, expand_to
 from .base import ExplicitStages, Solver, SolverState, solver_dataclass
-from .primitives import check_alpha_start, first_order_coefficients
+from .primitives import check_alpha_start, clipped_log_snr, first_order_coefficients
 
 Array = jax.Array
 
@@ -89,7 +89,7 @@ def ancestral_split(schedule, t: Array, t_next: Array, eta: float,
     ratio = jnp.where(jnp.isinf(s), 0.0, s_next**2 / jnp.where(jnp.isinf(s), 1.0, s) ** 2)
     s_up = jnp.minimum(s_next, eta * s_next * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0)))
     s_down = jnp.sqrt(jnp.maximum(s_next**2 - s_up**2, 0.0))
-    return _t_of_edm_sigma(schedule, s_down, t_next), s_up
+    return _t_of_edm_sigma(schedule, s_down, jnp.zeros_like(t_next)), s_up  # s_down = 0: t = 0
 
 
 def _check_common(name: str, eta: float, s_noise: float, split: str) -> None:
@@ -201,11 +201,11 @@ class Ancestral(ExplicitStages):
             times = t[:, None]
         else:
             s, s_d = _edm_sigma(schedule, t), _edm_sigma(schedule, t_down)
-            lam, lam_d = schedule.log_snr(t), schedule.log_snr(t_down)
+            lam, lam_d = clipped_log_snr(schedule, t), clipped_log_snr(schedule, t_down)
             if self.method == "dpm2":
                 s_m = jnp.sqrt(s * s_d)
                 t_m = _t_of_edm_sigma(schedule, s_m, t_down)
-            else:
+            else:  # (clipped: a step from pure noise keeps a finite stage)
                 t_m = schedule.t_from_log_snr(0.5 * (lam + lam_d))
             ratio_m, c1_m = first_order_coefficients("x0", schedule, t, t_m)
             if self.method == "dpm2":
@@ -274,7 +274,8 @@ class DPMSolverPPSDE(Solver):
 
     Two evaluations per step, one on the (Euler) last step. Order 2 (deterministic with
     ``eta = 0``; with ``eta > 0`` the weak order, exact moments on Gaussian data); strong order
-    1 on a Brownian path (measured, tests/solvers/test_ancestral.py).
+    0.5 claimed on a Brownian path (measured slope 0.73 from 8 to 32 steps against 128,
+    tests/solvers/test_ancestral.py).
     """
 
     eta: float = 1.0
@@ -294,7 +295,7 @@ class DPMSolverPPSDE(Solver):
 
     @property
     def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic and self.s_noise == 1.0 else None
+        return 0.5 if self.stochastic and self.s_noise == 1.0 else None
 
     @property
     def weak_order(self) -> float | None:
@@ -311,7 +312,8 @@ class DPMSolverPPSDE(Solver):
 
     def coefficients(self, schedule, grid):
         t, t_next = grid[:-1], grid[1:]
-        t_1 = schedule.t_from_log_snr(0.5 * (schedule.log_snr(t) + schedule.log_snr(t_next)))
+        lam = clipped_log_snr(schedule, grid)
+        t_1 = schedule.t_from_log_snr(0.5 * (lam[:-1] + lam[1:]))
         out = []
         for end in (t_1, t_next):
             t_down, s_up = ancestral_split(schedule, t, end, self.eta)

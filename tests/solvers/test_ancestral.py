@@ -203,14 +203,15 @@ def test_weak_order_two(x64, make):
 def test_dpmpp_sde_strong_order_on_a_brownian_path(x64):
     """DPM++ SDE with a BrownianPath: both stages' noise are increments of one path, so the
     sample converges pathwise as the grid is refined (RMS against a 128-step run, 8/16/32
-    steps; slope within 0.3 of the strong order 1)."""
+    steps: measured 0.47, 0.29, 0.17, slope 0.73; asserted: above the claimed strong order 0.5
+    by 0.1)."""
     mix = smooth_mixture()
     den = mix.denoiser(VP)
     x_T = jax.random.normal(jax.random.key(1), (16, 2), jnp.float64)
     errs = strong_errors(lambda p: DPMSolverPPSDE(noise=p), den, x_T, (8, 16, 32), 128,
                          time_grid, BROWNIAN)
     slope = np.polyfit(np.log([8, 16, 32]), np.log(errs), 1)[0]
-    assert abs(-slope - DPMSolverPPSDE().strong_order) < 0.3, errs
+    assert -slope > DPMSolverPPSDE().strong_order + 0.1, errs
 
 
 def test_lcm_law_is_exact_for_an_exact_consistency_function(x64):
