@@ -202,15 +202,15 @@ def test_weak_order_two(x64, make):
 
 def test_dpmpp_sde_strong_order_on_a_brownian_path(x64):
     """DPM++ SDE with a BrownianPath: both stages' noise are increments of one path, so the
-    sample converges pathwise as the grid is refined (RMS against a 128-step run, 8/16/32
-    steps: measured 0.47, 0.29, 0.17, slope 0.73; asserted: above the claimed strong order 0.5
+    sample converges pathwise as the grid is refined (RMS against a 128-step run, 8 and 32
+    steps: measured 0.47 and 0.17, slope 0.73; asserted: above the claimed strong order 0.5
     by 0.1)."""
     mix = smooth_mixture()
     den = mix.denoiser(VP)
     x_T = jax.random.normal(jax.random.key(1), (16, 2), jnp.float64)
-    errs = strong_errors(lambda p: DPMSolverPPSDE(noise=p), den, x_T, (8, 16, 32), 128,
+    errs = strong_errors(lambda p: DPMSolverPPSDE(noise=p), den, x_T, (8, 32), 128,
                          time_grid, BROWNIAN)
-    slope = np.polyfit(np.log([8, 16, 32]), np.log(errs), 1)[0]
+    slope = np.log(errs[1] / errs[0]) / np.log(4.0)
     assert -slope > DPMSolverPPSDE().strong_order + 0.1, errs
 
 
