@@ -63,6 +63,12 @@ _METHODS = ("euler", "dpm2", "dpm++2s")
 _SPLITS = ("kdiffusion", "rf")
 
 
+def _safe_sqrt(v: Array) -> Array:
+    """``sqrt(max(v, 0))`` with a zero (not infinite) derivative where ``v <= 0``."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
 def _edm_sigma(schedule, t: Array) -> Array:
     """``s = sigma / alpha`` (``inf`` where ``alpha = 0``)."""
     return schedule.sigma(t) / schedule.alpha(t)
@@ -84,11 +90,11 @@ def ancestral_split(schedule, t: Array, t_next: Array, eta: float,
     if split == "rf":
         t_down = t_next * (1.0 + (t_next / t - 1.0) * eta)
         s_down = t_down / (1.0 - t_down)
-        s_up = jnp.sqrt(jnp.maximum(s_next**2 - s_down**2, 0.0))
+        s_up = _safe_sqrt(s_next**2 - s_down**2)
         return jnp.where(t_next > 0, t_down, t_next), jnp.where(t_next > 0, s_up, 0.0)
     ratio = jnp.where(jnp.isinf(s), 0.0, s_next**2 / jnp.where(jnp.isinf(s), 1.0, s) ** 2)
-    s_up = jnp.minimum(s_next, eta * s_next * jnp.sqrt(jnp.maximum(1.0 - ratio, 0.0)))
-    s_down = jnp.sqrt(jnp.maximum(s_next**2 - s_up**2, 0.0))
+    s_up = jnp.minimum(s_next, eta * s_next * _safe_sqrt(1.0 - ratio))
+    s_down = _safe_sqrt(s_next**2 - s_up**2)
     return _t_of_edm_sigma(schedule, s_down, jnp.zeros_like(t_next)), s_up  # s_down = 0: t = 0
 
 
@@ -203,13 +209,14 @@ class Ancestral(ExplicitStages):
             s, s_d = _edm_sigma(schedule, t), _edm_sigma(schedule, t_down)
             lam, lam_d = clipped_log_snr(schedule, t), clipped_log_snr(schedule, t_down)
             if self.method == "dpm2":
-                s_m = jnp.sqrt(s * s_d)
+                s_m = _safe_sqrt(s * s_d)
                 t_m = _t_of_edm_sigma(schedule, s_m, t_down)
             else:  # (clipped: a step from pure noise keeps a finite stage)
                 t_m = schedule.t_from_log_snr(0.5 * (lam + lam_d))
             ratio_m, c1_m = first_order_coefficients("x0", schedule, t, t_m)
             if self.method == "dpm2":
-                s_m = _edm_sigma(schedule, t_m)
+                # (s_m = 0 only on a last step to t = 0, where these weights are unused)
+                s_m = jnp.where(s_d > 0, _edm_sigma(schedule, t_m), 1.0)
                 # x~_down = (s_d/s) x~ + (s_d - s)(s - s_m)/(s s_m) D_0 - (s_d - s)/s_m D_1
                 w0 = a_down * (s_d - s) * (s - s_m) / (s * s_m)
                 w1 = -a_down * (s_d - s) / s_m
