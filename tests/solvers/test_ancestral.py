@@ -254,3 +254,35 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="alpha = 0"):
         jd.sample(HeunPP2(), _mixture_den(RF), jnp.ones((2, 2)), jd.grids.time_uniform(RF, 3),
                   key=None)
+
+
+def test_dpmpp_2m_cfg_pp_is_comfyui_loop(x64):
+    """``cfgpp_solver(DPMSolverPP(order=2, lower_order_final=False), history="uncond")`` with
+    CFG++'s pair equals ComfyUI's sample_dpmpp_2m_cfg_pp on EDM (written here); with a
+    consistent pair it is DPM-Solver++(2M)."""
+    from jaxdist.guidance import cfgpp_solver
+
+    den = _mixture_den(EDM)
+    grid = np.asarray(jd.grids.karras(EDM, 5, final_zero=True))
+    x_T = 80.0 * np.random.default_rng(4).standard_normal((3, 2))
+    guided = _GuidedPair(den, jnp.asarray([0.3, -0.2]))
+    x, old_u = x_T.copy(), None
+    lam = -np.log(np.maximum(grid, 1e-300))
+    for i in range(5):
+        x0, eps = (np.asarray(v) for v in guided(jnp.asarray(x), jnp.asarray(grid[i])))
+        x0_u = x - grid[i] * eps
+        h = lam[i + 1] - lam[i]
+        mix = -np.exp(-h) * x0_u
+        if old_u is not None and grid[i + 1] > 0:
+            r = (lam[i] - lam[i - 1]) / h
+            mix = mix - np.expm1(-h) / (2 * r) * (x0 - old_u)
+        x, old_u = x0 + mix + np.exp(-h) * x, x0_u
+    base = jd.solvers.DPMSolverPP(order=2, lower_order_final=False)
+    solver = cfgpp_solver(base, history="uncond")
+    ours = jd.sample(solver, guided, jnp.asarray(x_T), jnp.asarray(grid)).x
+    np.testing.assert_allclose(ours, x, rtol=1e-12, atol=1e-12)
+    plain = jd.sample(solver, den, jnp.asarray(x_T), jnp.asarray(grid)).x
+    np.testing.assert_allclose(plain, jd.sample(base, den, jnp.asarray(x_T),
+                                                jnp.asarray(grid)).x, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="history"):
+        cfgpp_solver(base, history="old")
