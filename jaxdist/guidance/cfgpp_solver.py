@@ -9,7 +9,10 @@ CFG++ re-noises a guided ``x0_g`` with the *unconditional* ``eps_u`` instead, i.
 ``    = [DPM-Solver++ update] + (sigma_t / sigma_s) (alpha_s x0 + sigma_s eps - x_s)``.
 
 For the first-order step this is exactly DDIM-CFG++ ``x_t = alpha_t x0_g + sigma_t eps_u``; the
-higher-order terms use the history of guided ``x0_g`` as usual. With a consistent pair (any
+higher-order terms use the history of guided ``x0_g`` as usual (``history="guided"``), or of the
+unconditional ``x0_u = (x_s - sigma_s eps_u) / alpha_s`` (``history="uncond"``: ComfyUI's
+``sample_dpmpp_2m_cfg_pp``, ``x_t = x0_g + e^{-h} (x_s - x0_u) + (1 - e^{-h}) / (2 r)
+(x0_g - x0_u')`` on VE, with ``DPMSolverPP(order=2, lower_order_final=False)``). With a consistent pair (any
 ordinary denoiser) the correction is zero, so the wrapped solver equals the base solver.
 Use it with :class:`~jaxdist.guidance.CFGPlusPlus`.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 
 from ..schedules import expand_to
 from ..solvers.base import Solver, solver_dataclass
@@ -72,6 +76,11 @@ class Renoised(Solver):
     (see the module docstring). Build it with :func:`cfgpp_solver`."""
 
     base: Solver
+    history: str = "guided"
+
+    def __post_init__(self):
+        if self.history not in ("guided", "uncond"):
+            raise ValueError(f"Renoised: history={self.history!r} must be 'guided' or 'uncond'.")
 
     @property
     def order(self) -> int:
@@ -98,23 +107,29 @@ class Renoised(Solver):
         x0, eps = cap.out
         a, s, r = (expand_to(v, x).astype(x.dtype) for v in (coefs.alpha_s, coefs.sigma_s,
                                                              coefs.ratio))
-        return RenoisedState(new._replace(x=new.x + r * (a * x0 + s * eps - x)))
+        new = new._replace(x=new.x + r * (a * x0 + s * eps - x))
+        if self.history == "uncond" and new.history.shape[0]:
+            # (where alpha = 0, x0_u is not recoverable from (x, eps): the guided x0 stays)
+            x0_u = jnp.where(a > 0, (x - s * eps) / jnp.where(a > 0, a, 1.0), x0)
+            new = new._replace(history=new.history.at[0].set(x0_u.astype(new.history.dtype)))
+        return RenoisedState(new)
 
     def finish(self, state):
         return self.base.finish(state.base)
 
 
-def cfgpp_solver(solver: Solver) -> Solver:
+def cfgpp_solver(solver: Solver, history: str = "guided") -> Solver:
     """The solver to use with :class:`~jaxdist.guidance.CFGPlusPlus`.
 
     ``DDIM`` is returned unchanged (its update ``alpha x0 + sigma eps`` already re-noises with
     the returned ``eps``); ``DPMSolverPP(method="multistep", warmup="lower_order")`` of any order
-    is wrapped in :class:`Renoised`. Other solvers raise ``ValueError``.
+    is wrapped in :class:`Renoised` (``history``: ``"guided"`` or ``"uncond"``, see the module
+    docstring). Other solvers raise ``ValueError``.
     """
     if isinstance(solver, DDIM):
         return solver
     if isinstance(solver, DPMSolverPP) and solver.method == "multistep" \
             and solver.warmup == "lower_order":
-        return Renoised(solver)
+        return Renoised(solver, history)
     raise ValueError(f"cfgpp_solver: {solver!r} is not supported; use DDIM() or "
                      "DPMSolverPP(method='multistep', warmup='lower_order') (any order).")

@@ -10,6 +10,9 @@ from . import registry as registry
 from . import tableaux as tableaux
 from .adaptive import AdaptiveDPMSolver as AdaptiveDPMSolver
 from .adaptive import AdaptiveInfo as AdaptiveInfo
+from .ancestral import LCM as LCM
+from .ancestral import Ancestral as Ancestral
+from .ancestral import DPMSolverPPSDE as DPMSolverPPSDE
 from .base import ExplicitStages as ExplicitStages
 from .base import LinearMultistep as LinearMultistep
 from .base import ModelState as ModelState
@@ -28,6 +31,7 @@ from .edm import Euler as Euler
 from .edm import EulerEDM as EulerEDM
 from .edm import Heun as Heun
 from .edm import HeunEDM as HeunEDM
+from .edm import HeunPP2 as HeunPP2
 from .edm_sde import EDMStochastic as EDMStochastic
 from .langevin import AnnealedLangevinCorrector as AnnealedLangevinCorrector
 from .langevin import LangevinCorrector as LangevinCorrector
@@ -71,4 +75,6 @@ __all__ = [
     "dpm_solver_v3", "DPMSolverV3", "EMS", "compute_ems",
     # ComfyUI's newer named samplers (comfy-names)
     "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
+    # kdiff-names
+    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2",
 ]

@@ -29,7 +29,7 @@ from .primitives import check_alpha_start, concrete, first_order_coefficients
 
 Array = jax.Array
 
-__all__ = ["EulerEDM", "HeunEDM", "Euler", "Heun"]
+__all__ = ["EulerEDM", "HeunEDM", "Euler", "Heun", "HeunPP2"]
 
 
 @solver_dataclass
@@ -107,3 +107,57 @@ class HeunEDM(ExplicitStages):
 #: Short names (k-diffusion / diffusers): ``Euler`` and ``Heun`` are the EDM samplers.
 Euler = EulerEDM
 Heun = HeunEDM
+
+
+@solver_dataclass
+class HeunPP2(ExplicitStages):
+    """ComfyUI's ``sample_heunpp2`` (Heun++): Euler predictors to the next two noise levels,
+    then a weighted average of the three slopes, in ``(s, x~)``.
+
+    Step ``i`` (``s_k = sigma/alpha`` at ``grid[k]``, ``d_k = eps`` at the predicted points,
+    ``ds = s_{i+1} - s_i``): ``x~' = x~ + ds d_0`` (at ``s_{i+1}``), ``x~'' = x~' + (s_{i+2} -
+    s_{i+1}) d_1`` (at ``s_{i+2}``) and ``x~_{i+1} = x~ + ds (w_0 d_0 + w_1 d_1 + w_2 d_2)`` with
+    ``w_1 = s_{i+1} / (3 s_0)``, ``w_2 = s_{i+2} / (3 s_0)``, ``w_0 = 1 - w_1 - w_2`` (3
+    evaluations); the second-to-last step is Heun with ``w_1 = s_{i+1} / (2 s_0)`` (2
+    evaluations), the last one Euler (1). ``N`` steps cost ``3N - 3`` evaluations (``N >= 2``).
+    The weights are not Heun's ``1/2`` in the limit: first order. Needs ``alpha(grid[0]) > 0``.
+    """
+
+    space = "eps"
+
+    @property
+    def order(self) -> int:
+        return 1
+
+    @property
+    def n_stages(self) -> int:
+        return 3
+
+    def stages_per_step(self, n_steps):
+        stages = np.full(n_steps, 3, np.int32)
+        stages[-2:] = [2, 1][-min(n_steps, 2):] if n_steps else []
+        return stages
+
+    def validate(self, schedule, grid):
+        check_alpha_start(type(self).__name__, schedule, grid)
+
+    def stage_table(self, schedule, grid):
+        n = grid.shape[0] - 1
+        t0, t1 = grid[:-1], grid[1:]
+        t2 = jnp.concatenate([grid[2:], grid[-1:]])  # unused on the last step
+        a0, a1, a2 = schedule.alpha(t0), schedule.alpha(t1), schedule.alpha(t2)
+        rho = schedule.sigma_over_alpha
+        s0, s1, s2 = rho(t0), rho(t1), rho(t2)
+        ds, ds2 = s1 - s0, s2 - s1
+        stages = self.stages_per_step(n)
+        three, two = jnp.asarray(stages == 3), jnp.asarray(stages == 2)
+        first = rho(grid[0])
+        w1 = jnp.where(three, s1 / (3.0 * first), jnp.where(two, s1 / (2.0 * first), 0.0))
+        w2 = jnp.where(three, s2 / (3.0 * first), 0.0)
+        w0 = 1.0 - w1 - w2
+        c = jnp.stack([a1 / a0, a2 / a0, a1 / a0], 1)
+        w = jnp.zeros((n, 3, 3), t0.dtype).at[:, 0, 0].set(a1 * ds)
+        w = w.at[:, 1, 0].set(a2 * ds).at[:, 1, 1].set(a2 * ds2)
+        w = w.at[:, 2, 0].set(a1 * ds * w0).at[:, 2, 1].set(a1 * ds * w1)
+        w = w.at[:, 2, 2].set(a1 * ds * w2)
+        return jnp.stack([t0, t1, t2], 1), c, w, jnp.zeros((n, 3, 0), t0.dtype)

@@ -15,11 +15,12 @@ import re
 from typing import Callable
 
 from .adaptive import AdaptiveDPMSolver
+from .ancestral import LCM, Ancestral, DPMSolverPPSDE
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS, IPNDM
 from .dpm_solver import DPMSolver, DPMSolverPP
-from .edm import EulerEDM, HeunEDM
+from .edm import EulerEDM, HeunEDM, HeunPP2
 from .edm_sde import EDMStochastic
 from .er_sde import ERSDE
 from .langevin import LangevinCorrector, PredictorCorrector
@@ -79,6 +80,15 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "seeds-2": lambda: SEEDS(stage_count=2),
     "seeds-3": lambda: SEEDS(stage_count=3),
     "sa-solver": SASolver,
+    # k-diffusion / ComfyUI named samplers (kdiff-names): dpm_2 (Euler last step), heunpp2,
+    # the ancestral samplers, dpmpp_sde and lcm
+    "dpm2": lambda: DPMSolver(order=2, method="singlestep", lower_order_final=True),
+    "heunpp2": HeunPP2,
+    "euler-ancestral": lambda: Ancestral("euler"),
+    "dpm2-ancestral": lambda: Ancestral("dpm2"),
+    "dpm++2s-ancestral": lambda: Ancestral("dpm++2s"),
+    "dpm++sde": DPMSolverPPSDE,
+    "lcm": LCM,
 }
 
 #: adaptive solvers (they choose their own steps: ``jd.sample_adaptive``)
@@ -90,7 +100,7 @@ ADAPTIVE: dict[str, Callable[[], AdaptiveDPMSolver]] = {
 #: other libraries' names -> jaxdist's (k-diffusion / ComfyUI samplers, diffusers schedulers)
 ALIASES: dict[str, str] = {
     "dpmpp_2m": "dpm++2m", "dpmpp_2s": "dpm++2s", "dpmpp_3m": "dpm++3m",
-    "dpmpp_2m_sde": "dpm++2m-sde", "dpmpp_3m_sde": "dpm++3m-sde", "dpm_2": "dpm-solver-2",
+    "dpmpp_2m_sde": "dpm++2m-sde", "dpmpp_3m_sde": "dpm++3m-sde", "dpm_2": "dpm2",
     "ipndm_v": "ipndm-v", "uni_pc": "unipc", "uni_pc_bh2": "unipc", "uni_pc_bh1": "unipc-bh1",
     "dpm_adaptive": "dpm-adaptive",
     "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "DPMSolverMultistepScheduler": "dpm++2m",
@@ -100,6 +110,12 @@ ALIASES: dict[str, str] = {
     "res_multistep": "res-multistep", "res_multistep_ancestral": "res-multistep-ancestral",
     "gradient_estimation": "gradient-estimation", "er_sde": "er-sde", "seeds_2": "seeds-2",
     "seeds_3": "seeds-3", "sa_solver": "sa-solver",
+    # k-diffusion / ComfyUI / diffusers names (kdiff-names); the _cfg_pp forms are these
+    # solvers with jd.guidance.CFGPlusPlus (euler: DDIM; dpmpp_2m: guidance.cfgpp_solver)
+    "euler_ancestral": "euler-ancestral", "dpm_2_ancestral": "dpm2-ancestral",
+    "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde", "lms": "ipndm-v",
+    "euler_cfg_pp": "ddim", "euler_ancestral_cfg_pp": "euler-ancestral",
+    "EulerAncestralDiscreteScheduler": "euler-ancestral", "EDMEulerScheduler": "euler",
 }
 
 

@@ -37,15 +37,24 @@ class NoiseTable:
 
     grid: np.ndarray   # [n + 1] times
     table: np.ndarray  # [n, *x.shape] standard normals
+    #: optional [n, *x.shape]: the draws of a step's inner stage (``t_next`` not on the grid),
+    #: as DPM++ SDE's first noise call
+    stage: np.ndarray | None = None
 
     def sample(self, key, x, t, t_next):
-        del key, t_next
-        i = jnp.argmin(jnp.abs(jnp.asarray(self.grid[:-1], x.dtype) - t))
-        return jnp.asarray(self.table, x.dtype)[i]
+        del key
+        grid = jnp.asarray(self.grid, x.dtype)
+        i = jnp.argmin(jnp.abs(grid[:-1] - t))
+        out = jnp.asarray(self.table, x.dtype)[i]
+        if self.stage is None:
+            return out
+        on_grid = jnp.abs(grid[i + 1] - t_next) <= 1e-12 * jnp.abs(grid[i])
+        return jnp.where(on_grid, out, jnp.asarray(self.stage, x.dtype)[i])
 
 
 def _solvers():
-    from ..solvers import (DDIM, DPMSolver, DPMSolverPP, EulerEDM, HeunEDM, SDEDPMSolverPP)
+    from ..solvers import (DDIM, IPNDM, Ancestral, DPMSolver, DPMSolverPP, DPMSolverPPSDE,
+                           EulerEDM, HeunEDM, SDEDPMSolverPP)
 
     return {
         # name: (k-diffusion function, its options, jaxdist solver factory(noise), grid kind)
@@ -80,6 +89,30 @@ def _solvers():
         "dpmpp_2s_ancestral_eta0": ("sample_dpmpp_2s_ancestral", {"eta": 0.0},
                                     lambda noise: DPMSolverPP(order=2, method="singlestep"),
                                     "karras"),
+        # kdiff-names: dpm_2 (its last step is Euler), the ancestral samplers, dpmpp_sde, lms
+        "dpm_2": ("sample_dpm_2", {},
+                  lambda noise: DPMSolver(order=2, method="singlestep", lower_order_final=True),
+                  "karras"),
+        "dpm_2_ancestral": ("sample_dpm_2_ancestral", {"eta": 1.0},
+                            lambda noise: Ancestral("dpm2", noise=noise), "karras"),
+        "dpm_2_ancestral_eta0.5_snoise0.8": (
+            "sample_dpm_2_ancestral", {"eta": 0.5, "s_noise": 0.8},
+            lambda noise: Ancestral("dpm2", eta=0.5, s_noise=0.8, noise=noise), "karras"),
+        "euler_ancestral_snoise0.8": ("sample_euler_ancestral", {"eta": 1.0, "s_noise": 0.8},
+                                      lambda noise: Ancestral("euler", s_noise=0.8, noise=noise),
+                                      "karras"),
+        "dpmpp_2s_ancestral": ("sample_dpmpp_2s_ancestral", {"eta": 1.0},
+                               lambda noise: Ancestral("dpm++2s", noise=noise), "karras"),
+        "dpmpp_sde": ("sample_dpmpp_sde", {"eta": 1.0},
+                      lambda noise: DPMSolverPPSDE(noise=noise), "karras"),
+        "dpmpp_sde_eta0.5": ("sample_dpmpp_sde", {"eta": 0.5},
+                             lambda noise: DPMSolverPPSDE(eta=0.5, noise=noise), "karras"),
+        "dpmpp_sde_eta0": ("sample_dpmpp_sde", {"eta": 0.0},
+                           lambda noise: DPMSolverPPSDE(eta=0.0), "karras"),
+        # k-diffusion 0.1.1 integrates the last step to sigma = 0 with the polynomial; jaxdist
+        # (and ComfyUI) return x0_hat there: compared on a grid ending at sigma_min
+        "lms": ("sample_lms", {}, lambda noise: IPNDM(order=4, variable_step=True),
+                "karras_positive"),
     }
 
 
@@ -88,13 +121,6 @@ SAMPLERS: dict[str, tuple[str, dict, Callable[[Any], Any], str]] = {}
 
 #: k-diffusion samplers without a jaxdist equivalent, and why
 NOT_EXPRESSIBLE = {
-    "sample_dpm_2": "Euler half-steps to the geometric-mean sigma (k-diffusion's DPM2) have no "
-                    "jaxdist tableau: RungeKutta's stages are fractions of the step in sigma",
-    "sample_dpm_2_ancestral": "as sample_dpm_2, with ancestral noise",
-    "sample_lms": "linear multistep in sigma with numerically integrated Lagrange weights: no "
-                  "jaxdist solver (IPNDM uses fixed Adams-Bashforth weights)",
-    "sample_dpmpp_sde": "singlestep SDE-DPM-Solver++(2S) with a Brownian bridge between its "
-                        "stages: jaxdist's SDE solvers are multistep",
     "sample_dpm_adaptive": "jaxdist's AdaptiveDPMSolver has its own error controller and step "
                            "acceptance; the accepted steps differ",
 }
@@ -109,27 +135,32 @@ def _samplers() -> dict:
 def grid_for(kind: str, n_steps: int) -> np.ndarray:
     """``"karras"``: k-diffusion's ``get_sigmas_karras(n, 0.002, 80, rho=7)`` and 0 (EDM times
     are sigmas); ``"dpm_fast"``: its ``dpm_solver_fast`` steps, uniform in ``-log sigma`` from 80
-    to 0.002 (``floor(nfe / 3) + 1`` steps for ``nfe = n_steps``)."""
+    to 0.002 (``floor(nfe / 3) + 1`` steps for ``nfe = n_steps``); ``"karras_positive"``: the
+    Karras sigmas of ``n_steps`` steps ending at 0.002 (k-diffusion's
+    ``get_sigmas_karras(n + 1, ..)[:-1]``)."""
     import jaxdist as jd
 
-    if kind == "karras":
+    if kind in ("karras", "karras_positive"):
         schedule = jd.schedules.EDM(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
-        return np.asarray(jd.grids.karras(schedule, n_steps, rho=7.0, final_zero=True),
-                          np.float64)
+        return np.asarray(jd.grids.karras(schedule, n_steps, rho=7.0,
+                                          final_zero=kind == "karras"), np.float64)
     m = n_steps // 3 + 1
     return np.exp(-np.linspace(-np.log(SIGMA_MAX), -np.log(SIGMA_MIN), m + 1))
 
 
-def run(name: str, x_T: np.ndarray, noise: np.ndarray | None, n_steps: int) -> np.ndarray:
+def run(name: str, x_T: np.ndarray, noise: np.ndarray | None, n_steps: int,
+        stage_noise: np.ndarray | None = None) -> np.ndarray:
     """jaxdist's result for the k-diffusion sampler ``name`` (a key of :data:`SAMPLERS`) from
     ``x_T`` (``[batch, 2]``, already scaled by ``sigma_max``), with ``noise [steps, batch, 2]``
-    for the stochastic ones. Needs ``jax_enable_x64``."""
+    for the stochastic ones (and ``stage_noise`` of the same shape for the draws of a step's
+    inner stage: DPM++ SDE). Needs ``jax_enable_x64``."""
     import jaxdist as jd
 
     _, options, factory, kind = _samplers()[name]
     steps = options.get("n", n_steps)
     grid = grid_for(kind, steps)
-    table = None if noise is None else NoiseTable(grid, np.asarray(noise, np.float64))
+    stage = None if stage_noise is None else np.asarray(stage_noise, np.float64)
+    table = None if noise is None else NoiseTable(grid, np.asarray(noise, np.float64), stage)
     solver = factory(table)
     schedule = jd.schedules.EDM(sigma_min=SIGMA_MIN, sigma_max=SIGMA_MAX)
     weights, means, variances = (jnp.asarray(a, jnp.float64) for a in MIXTURE)

@@ -9,7 +9,7 @@ raise ``ValueError`` with the stored reason.
 
 ``golden/parity_kdiffusion.json`` (``benchmarks/parity_kdiffusion.py``): k-diffusion's
 ``sample_*`` on an exact Gaussian-mixture denoiser with Karras sigmas, stochastic ones with a
-shared noise table (``jaxdist.testing.kdiffusion_problem``). Target: relative 1e-6 in float64.
+shared noise table (``jaxdist.testing.kdiffusion_problem``). Target: relative 1e-14 in float64.
 """
 
 import json
@@ -54,7 +54,8 @@ def test_diffusers_golden_covers_the_scheduler_tests():
 @pytest.mark.parametrize("row", KDIFFUSION["samplers"], ids=lambda r: r["name"])
 def test_kdiffusion_samplers(x64, row):
     x_T, noise = np.asarray(KDIFFUSION["x_T"]), np.asarray(KDIFFUSION["noise"])
-    ours = kdiffusion_problem.run(row["name"], x_T, noise, KDIFFUSION["n_steps"])
+    ours = kdiffusion_problem.run(row["name"], x_T, noise, KDIFFUSION["n_steps"],
+                                  np.asarray(KDIFFUSION["stage_noise"]))
     want = np.asarray(row["x"])
     assert np.abs(ours - want).max() <= KDIFFUSION["rtol"] * np.abs(want).max()
 
