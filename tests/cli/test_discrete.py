@@ -87,3 +87,12 @@ def test_samplers_the_process_or_network_cannot_use_are_refused():
     for objective in ("sedd", "sedd-uniform"):
         with pytest.raises(CLIError, match="returns log scores: use --sampler tau-leaping"):
             check_sampler({"objective": objective}, "first-hitting")
+
+
+def test_token_data_names_are_the_library_ones():
+    from jaxdist.cli import settings
+    from jaxdist.data import TOKEN_DATASETS
+    from jaxdist.discrete import SAMPLERS
+
+    assert settings.TOKEN_DATA_NAMES == tuple(TOKEN_DATASETS)
+    assert set(settings.DISCRETE_SAMPLERS.values()) == set(SAMPLERS)
