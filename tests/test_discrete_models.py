@@ -60,3 +60,17 @@ def test_transformer_rejects_wrong_shapes():
         model(jnp.zeros((2, 5), jnp.int32), jnp.ones(2))
     with pytest.raises(ValueError, match="divisible by heads"):
         jd.models.DiscreteTransformer(4, 3, 8, dim=10, heads=4, rngs=nnx.Rngs(0))
+
+
+def test_time_input_starts_at_zero_and_is_learnt():
+    """The time projection is zero-initialised: at initialisation the output does not depend on
+    ``t`` (so the time vector cannot drown the token and position embeddings, the cause of the
+    slow time-conditioned runs in docs/discrete.md), and the gradient reaches it."""
+    model = jd.models.DiscreteTransformer(9, 8, 8, dim=16, heads=2, depth=1, rngs=nnx.Rngs(0))
+    apply_fn, params = jd.models.as_apply_fn(model)
+    x = jax.random.randint(jax.random.key(0), (4, 8), 0, 9)
+    t0, t1 = jnp.full(4, 0.05), jnp.full(4, 0.95)
+    out = jax.jit(lambda t: apply_fn(params, x, t))
+    np.testing.assert_array_equal(out(t0), out(t1))
+    grads = jax.jit(jax.grad(lambda p: jnp.sum(apply_fn(p, x, t1) ** 2)))(params)
+    assert float(jnp.abs(grads["time_proj"]["kernel"]).max()) > 1e-6

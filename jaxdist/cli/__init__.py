@@ -9,6 +9,7 @@ The library never imports this package. Layout:
   ``jaxdist --help`` and mistyped arguments answer without starting JAX;
 * the implementations, usable from Python: :mod:`.runs` (train, restore, sample, demo),
   :mod:`.distill_runs` (distil, train few-step models, sample students),
+  :mod:`.discrete_runs` (discrete diffusion: train, restore, sample token runs),
   :mod:`.benchmarks`, :mod:`.quality` (metrics against held-out data), :mod:`.tables`
   (Markdown), :mod:`.plots`, :mod:`.nfe` (steps within an NFE budget), :mod:`.time_grids`
   (``--grid``), :mod:`.settings` and :mod:`.options` (argument types, one-line errors).

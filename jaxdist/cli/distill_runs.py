@@ -94,9 +94,10 @@ def load_teacher(teacher_dir: str | Path, step: int | None = None) -> Teacher:
                               "train run; train one first (jaxdist train --checkpoint-dir ...).")
     with Checkpointer(path, read_only=True) as ckpt:  # a teacher is only read (no lock)
         config = ckpt.restore_config(step)
-        if config.get("kind") in ("distill", "fewstep"):
+        if config.get("kind") in ("distill", "fewstep", "discrete"):
             raise CheckpointError(f"{path} holds a {config['kind']} run (method "
-                                  f"{config.get('method')!r}), not a teacher: pass a "
+                                  f"{config.get('method', config.get('objective'))!r}), not a "
+                                  "teacher: pass a continuous "
                                   "jaxdist train checkpoint as teacher_dir.")
         dataset, apply_fn, params, obj = _teacher_build(config)
         tx = optax.adam(config["lr"])

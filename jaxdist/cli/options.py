@@ -13,7 +13,7 @@ import re
 from typing import Iterable, NoReturn
 
 __all__ = ["CLIError", "Parser", "did_you_mean", "solver_by_name", "positive_int",
-           "nonnegative_int", "positive_float", "unit_interval", "int_list", "name_list"]
+           "nonnegative_int", "positive_float", "nonnegative_float", "unit_interval", "int_list", "name_list"]
 
 #: shown with argparse's "expected one argument" (``--lr -1e-3`` is read as an option)
 NEGATIVE_HINT = "a value that starts with '-' is written with '=', e.g. --lr=-1e-3"
@@ -74,6 +74,11 @@ def nonnegative_int(text: str) -> int:
 def positive_float(text: str) -> float:
     """A finite number > 0."""
     return _number(text, float, "a positive finite number", lambda v: v > 0)
+
+
+def nonnegative_float(text: str) -> float:
+    """A finite number >= 0."""
+    return _number(text, float, "a finite number >= 0", lambda v: v >= 0)
 
 
 def unit_interval(text: str) -> float:

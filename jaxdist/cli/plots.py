@@ -1,6 +1,7 @@
 """The command line's plots (matplotlib, written as PNG files).
 
 * :func:`draw_samples` / :func:`save_samples`: a scatter plot (2-D data) or an image grid (digits);
+* :func:`save_tokens`: discrete samples (``.npz``, and a digit grid or a text file of sequences);
 * :func:`plot_loss`: the training loss, smoothed, on a linear axis;
 * :func:`plot_bench`: error against NFE, one panel per solver family (DDIM in every panel as the
   grey reference), distinct colours and markers within a panel;
@@ -44,21 +45,52 @@ def draw_samples(ax, x: np.ndarray, dataset: Dataset, title: str = "") -> None:
     """Draws samples on a matplotlib axis: a scatter plot for 2-D data, an image grid (up to
     10x10, grey levels clipped to [-1, 1]) for image data sets."""
     if dataset.image_shape is not None:
-        h, w = dataset.image_shape
-        k = int(np.ceil(np.sqrt(min(len(x), 100))))
-        canvas = np.ones((k * (h + 1), k * (w + 1)))
-        for i, img in enumerate(x[: k * k]):
-            r, c = divmod(i, k)
-            canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = \
-                (np.clip(img.reshape(h, w), -1, 1) + 1) / 2
-        ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
-        ax.axis("off")
+        _image_grid(ax, x, dataset.image_shape)
     else:
         ax.scatter(x[:, 0], x[:, 1], s=2, alpha=0.5)
         ax.set_xlim(-3.5, 3.5)
         ax.set_ylim(-3.5, 3.5)
         ax.set_aspect("equal")
     ax.set_title(title, fontsize=9)
+
+
+def _image_grid(ax, x: np.ndarray, shape: tuple[int, int]) -> None:
+    """Up to 10x10 images of grey levels in [-1, 1] (clipped) on one axis."""
+    h, w = shape
+    k = int(np.ceil(np.sqrt(min(len(x), 100))))
+    canvas = np.ones((k * (h + 1), k * (w + 1)))
+    for i, img in enumerate(x[: k * k]):
+        r, c = divmod(i, k)
+        canvas[r * (h + 1): r * (h + 1) + h, c * (w + 1): c * (w + 1) + w] = \
+            (np.clip(img.reshape(h, w), -1, 1) + 1) / 2
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)
+    ax.axis("off")
+
+
+def save_tokens(tokens: np.ndarray, out: str | Path, data: str, info: dict | None = None,
+                title: str = "") -> tuple[Path, Path]:
+    """Writes ``out`` (``.npz`` with ``tokens [n, L]`` and JSON ``info``) and beside it a PNG
+    grid of the 8x8 digits (``data = "digits-tokens"``, level ``v`` shown at ``v / 8 - 1``) or a
+    text file of the sequences, one a line (other token data)."""
+    out = Path(out)
+    if out.suffix != ".npz":
+        out = out.with_suffix(".npz")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(out, tokens=tokens, info=np.array(json.dumps(info or {})))
+    if data != "digits-tokens":
+        txt = out.with_suffix(".txt")
+        sep = "" if int(tokens.max(initial=0)) < 10 else " "
+        txt.write_text("".join(sep.join(str(int(v)) for v in row) + "\n" for row in tokens))
+        return out, txt
+    png = out.with_suffix(".png")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    _image_grid(ax, np.asarray(tokens, np.float64) / 8.0 - 1.0, (8, 8))
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+    return out, png
 
 
 def save_samples(x: np.ndarray, out: str | Path, dataset: Dataset, info: dict | None = None,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -32,8 +32,8 @@ from .nfe import run_within_budget
 from .options import CLIError, did_you_mean, solver_by_name
 from .time_grids import build_grid
 
-__all__ = ["Run", "build_run", "train_run", "restore_run", "sample_run", "sample_checkpoint",
-           "run_demo"]
+__all__ = ["Run", "build_run", "train_run", "fit_run", "check_values", "restore_finite", "restore_run",
+           "sample_run", "sample_checkpoint", "run_demo"]
 
 
 class Run(NamedTuple):
@@ -86,9 +86,14 @@ def _check_settings(objective: str, data: str, steps: int, save_every: int | Non
     if data not in settings.DATA_NAMES:
         raise ValueError(f"unknown data set {data!r}; use one of {settings.DATA_NAMES}"
                          f"{did_you_mean(data, settings.DATA_NAMES)}")
-    unknown = set(settings_) - set(settings.DEFAULTS)
+    check_values(steps, save_every, settings_, settings.DEFAULTS)
+
+
+def check_values(steps: int, save_every: int | None, settings_: dict, known: dict) -> None:
+    """Settings of a run: names among ``known``, positive sizes and rates, an EMA in [0, 1)."""
+    unknown = set(settings_) - set(known)
     if unknown:
-        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(settings.DEFAULTS)}.")
+        raise ValueError(f"unknown settings {sorted(unknown)}; known: {sorted(known)}.")
     positive = {"steps": steps, "save_every": save_every,
                 **{k: settings_.get(k) for k in ("batch_size", "hidden", "depth", "lr")}}
     for name, value in positive.items():
@@ -123,32 +128,56 @@ def train_run(checkpoint_dir: str | Path, *, data: str = "two-moons", objective:
     if objective != "dsm" and config["prediction"] is not None:
         raise ValueError(f"prediction applies to objective 'dsm' only (got objective "
                          f"{objective!r}); drop --prediction.")
+
+    def build(config: dict):
+        dataset, _, params, obj = build_run(config)
+        config["dim"] = dataset.dim
+        return params, obj.loss, optax.adam(config["lr"]), \
+            lambda k: {"x": dataset.sample(k, config["batch_size"])}
+
+    return fit_run(checkpoint_dir, config, build, settings.MODEL_KEYS, steps=steps,
+                   save_every=save_every, max_to_keep=max_to_keep, progress=progress,
+                   log_every=log_every, nonfinite=nonfinite)
+
+
+def fit_run(checkpoint_dir: str | Path, config: dict, build: Callable, model_keys: tuple, *,
+            steps: int, save_every: int | None = None, max_to_keep: int = 3,
+            progress: bool = True, log_every: int = 50, nonfinite: str = "error"
+            ) -> tuple[TrainState, list]:
+    """The training loop of :func:`train_run` and of discrete runs
+    (:func:`jaxdist.cli.discrete_runs.train_discrete_run`): data parallel on
+    :func:`jaxdist.parallel.data_mesh`, Orbax checkpoints every ``save_every`` steps in a locked
+    folder, resume from the newest one (the saved ``total_steps`` is kept and the ``model_keys``
+    of ``config`` must match the saved ones), bitwise (keys and batches are functions of the
+    step).
+
+    ``build(config) -> (params, loss, tx, draw)``: the initial parameters, the loss of
+    :func:`jaxdist.train.make_train_step`, the optax optimiser and ``draw(key) -> batch`` (a dict
+    of ``[batch_size, ...]`` arrays); it may add entries to ``config`` (saved with the run).
+    """
     mesh = _mesh_for(config["batch_size"])  # before touching the folder
     save_every = save_every or max(1, steps // 4)
     with Checkpointer(checkpoint_dir, save_every=save_every, max_to_keep=max_to_keep) as ckpt:
         if ckpt.latest_step() is not None:  # resume: keep the saved run's settings
             saved = ckpt.restore_config()
             config["total_steps"] = saved.get("total_steps", steps)
-        dataset, _, params, obj = build_run(config)
-        config["dim"] = dataset.dim
-        tx = optax.adam(config["lr"])
+        params, loss, tx, draw_batch = build(config)
         state = parallel.replicate(init_train_state(params, tx, jax.random.key(config["seed"])),
                                    mesh)
         if ckpt.latest_step() is not None:
-            state, _ = ckpt.restore(state, expected_config={k: config[k]
-                                                            for k in settings.MODEL_KEYS})
+            state, _ = ckpt.restore(state, expected_config={k: config.get(k) for k in model_keys})
             if int(state.step) >= steps:
                 return state, []  # complete: nothing to do
             print(f"resuming {ckpt.directory} from step {int(state.step)}")
-        step_fn = parallel.sharded_train_step(obj.loss, tx, mesh, config["ema_decay"],
+        step_fn = parallel.sharded_train_step(loss, tx, mesh, config["ema_decay"],
                                               config["grad_clip"], nonfinite=nonfinite)
-        draw = jax.jit(lambda k: dataset.sample(k, config["batch_size"]))
+        draw = jax.jit(draw_batch)
         data_key = jax.random.fold_in(jax.random.key(config["seed"]), 2**31 - 1)
         rows = parallel.process_rows(config["batch_size"])
 
         def batch_fn(step: int) -> dict:
-            x = np.asarray(draw(jax.random.fold_in(data_key, step)))[rows]
-            return parallel.shard_batch({"x": x}, mesh)
+            batch = draw(jax.random.fold_in(data_key, step))
+            return parallel.shard_batch({k: np.asarray(v)[rows] for k, v in batch.items()}, mesh)
 
         return fit(state, step_fn, batch_fn, steps, checkpointer=ckpt, config=config,
                    log_every=log_every, progress=progress)
@@ -163,17 +192,23 @@ def restore_run(checkpoint_dir: str | Path, step: int | None = None) -> Run:
     with Checkpointer(checkpoint_dir, read_only=True) as ckpt:
         config = ckpt.restore_config(step)
         dataset, apply_fn, params, obj = build_run(config)
-        tx = optax.adam(config["lr"])
-        target = init_train_state(params, tx, jax.random.key(0))
-        state, _ = ckpt.restore(target, step)
-        if not _finite(state):
-            older = [s for s in ckpt.all_steps() if s < int(state.step)]
-            good = next((s for s in reversed(older) if _finite(ckpt.restore(target, s)[0])), None)
-            hint = (f"; the newest finite step is {good}: sample it with --step {good}"
-                    if good is not None else "; no earlier step is finite either")
-            raise CheckpointError(f"step {int(state.step)} in {ckpt.directory} holds non-finite "
-                                  f"parameters (the run diverged){hint}.")
+        state = restore_finite(ckpt, init_train_state(params, optax.adam(config["lr"]),
+                                                      jax.random.key(0)), step)
     return Run(config, dataset, apply_fn, obj, state)
+
+
+def restore_finite(ckpt: Checkpointer, target: TrainState, step: int | None) -> TrainState:
+    """The state at ``step`` (default: the newest) restored into ``target``'s structure; raises
+    :class:`CheckpointError` naming the newest finite step if its parameters are not finite."""
+    state, _ = ckpt.restore(target, step)
+    if not _finite(state):
+        older = [s for s in ckpt.all_steps() if s < int(state.step)]
+        good = next((s for s in reversed(older) if _finite(ckpt.restore(target, s)[0])), None)
+        hint = (f"; the newest finite step is {good}: sample it with --step {good}"
+                if good is not None else "; no earlier step is finite either")
+        raise CheckpointError(f"step {int(state.step)} in {ckpt.directory} holds non-finite "
+                              f"parameters (the run diverged){hint}.")
+    return state
 
 
 def _finite(state: TrainState) -> bool:

@@ -10,7 +10,8 @@ from typing import Any
 __all__ = ["TRAIN_OBJECTIVES", "FEWSTEP_OBJECTIVES", "DEFAULTS", "OBJECTIVE_DEFAULTS",
            "DSM_PREDICTIONS", "MODEL_KEYS",
            "ICT_TIME_MAX_FREQ", "DATA_NAMES", "DEMO_DATA", "DEMO_SOLVERS", "DEMO_NFES",
-           "BENCH_SCHEDULES", "BENCH_NFES", "STOCHASTIC_NFES"]
+           "BENCH_SCHEDULES", "BENCH_NFES", "STOCHASTIC_NFES", "DISCRETE_OBJECTIVES",
+           "TOKEN_DATA_NAMES", "DISCRETE_DEFAULTS", "DISCRETE_KEYS", "DISCRETE_SAMPLERS"]
 
 TRAIN_OBJECTIVES = ("dsm", "edm", "fm", "ot-fm", "ict")
 #: few-step models trained from data alone (:func:`jaxdist.cli.distill_runs.train_fewstep_run`)
@@ -42,3 +43,20 @@ DEMO_NFES = (5, 10, 20)
 BENCH_SCHEDULES = {"vp": "VP linear", "edm": "EDM", "rf": "rectified flow"}
 BENCH_NFES = (5, 8, 10, 20, 50)
 STOCHASTIC_NFES = (10, 20, 50, 100)
+
+#: discrete diffusion (:mod:`jaxdist.cli.discrete_runs`): objectives, token data, settings.
+#: ``sedd`` is score entropy on the masked process, ``sedd-uniform`` on the uniform one.
+DISCRETE_OBJECTIVES = ("mdlm", "radd", "sedd", "sedd-uniform")
+#: the built-in token data sets (the names of ``jaxdist.data.TOKEN_DATASETS``)
+TOKEN_DATA_NAMES = ("digits-tokens", "markov")
+#: settings of a discrete run: ``hidden`` is the transformer's width, ``depth`` its blocks;
+#: Adam with a linear warm-up over ``warmup`` steps, then constant (nothing depends on the total
+#: steps, so a resumed run equals an uninterrupted one)
+DISCRETE_DEFAULTS: dict[str, Any] = {"batch_size": 128, "lr": 2e-3, "hidden": 64, "depth": 2,
+                                     "ema_decay": 0.99, "grad_clip": 1.0, "seed": 0,
+                                     "warmup": 100}
+DISCRETE_KEYS = ("kind", "data", "objective") + tuple(DISCRETE_DEFAULTS)
+#: ``jaxdist sample --sampler`` names -> ``jd.discrete.SAMPLERS`` keys
+DISCRETE_SAMPLERS = {"first-hitting": "first_hitting", "ancestral": "ancestral",
+                     "tau-leaping": "tau_leaping", "analytic": "analytic",
+                     "entropy-bounded": "entropy_bounded"}

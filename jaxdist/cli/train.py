@@ -1,5 +1,6 @@
-"""``jaxdist train``: train an MLP on a built-in data set, with checkpoints and resume
-(implementation: :func:`jaxdist.cli.runs.train_run`)."""
+"""``jaxdist train``: train an MLP on a built-in data set, or a discrete-diffusion transformer on
+a token data set, with checkpoints and resume (implementations:
+:func:`jaxdist.cli.runs.train_run`, :func:`jaxdist.cli.discrete_runs.train_discrete_run`)."""
 
 from __future__ import annotations
 
@@ -21,13 +22,19 @@ def add_parser(sub) -> argparse.ArgumentParser:
                     "already holds a run, training resumes from its newest checkpoint; a run "
                     "that is complete says so. One run writes to a folder at a time. A "
                     "non-finite loss or update stops training with an error naming the step "
-                    "(nothing non-finite is saved) unless --skip-nonfinite.")
-    p.add_argument("--data", choices=settings.DATA_NAMES, default="two-moons",
-                   help="built-in data set (default: two-moons)")
-    p.add_argument("--objective", choices=settings.TRAIN_OBJECTIVES + settings.FEWSTEP_OBJECTIVES,
-                   default="fm",
-                   help="training objective (default: fm); scm, meanflow and shortcut train "
-                        "few-step models (sample them with `jaxdist sample --nfe 1`)")
+                    "(nothing non-finite is saved) unless --skip-nonfinite. Discrete diffusion: "
+                    "--objective mdlm|radd|sedd|sedd-uniform with --data digits-tokens|markov "
+                    "trains a small bidirectional transformer (--hidden: its width, --depth: "
+                    "its blocks; defaults batch 128, lr 2e-3, width 64, 2 blocks, EMA 0.99).")
+    p.add_argument("--data", choices=settings.DATA_NAMES + settings.TOKEN_DATA_NAMES,
+                   default=None,
+                   help="built-in data set (default: two-moons; markov for discrete objectives)")
+    p.add_argument("--objective", choices=settings.TRAIN_OBJECTIVES + settings.FEWSTEP_OBJECTIVES
+                   + settings.DISCRETE_OBJECTIVES, default=None,
+                   help="training objective (default: fm; radd for token data); scm, meanflow "
+                        "and shortcut train few-step models (sample them with `jaxdist sample "
+                        "--nfe 1`); mdlm, radd, sedd (masked) and sedd-uniform train discrete "
+                        "diffusion on token data")
     p.add_argument("--steps", type=positive_int, default=2000,
                    help="total steps, counted from 0 also when resuming (default: 2000)")
     p.add_argument("--checkpoint-dir", required=True, help="folder of the run's checkpoints")
@@ -70,11 +77,36 @@ def _train_fewstep(args: argparse.Namespace, run_settings: dict) -> int:
     return report(state, history, args.steps, args.checkpoint_dir)
 
 
+def _train_discrete(args: argparse.Namespace, run_settings: dict):
+    """``--objective mdlm|radd|sedd|sedd-uniform`` on token data:
+    :func:`~jaxdist.cli.discrete_runs.train_discrete_run` (``--prediction`` does not apply)."""
+    from .discrete_runs import train_discrete_run
+    from .options import CLIError
+
+    data = args.data or "markov"
+    objective = args.objective or "radd"
+    if data not in settings.TOKEN_DATA_NAMES or objective not in settings.DISCRETE_OBJECTIVES:
+        raise CLIError(f"--objective {objective} and --data {data} do not go together: discrete "
+                       f"objectives {settings.DISCRETE_OBJECTIVES} train on token data "
+                       f"{settings.TOKEN_DATA_NAMES}, the others on {settings.DATA_NAMES}.")
+    if args.prediction is not None:
+        raise CLIError(f"--prediction does not apply to --objective {objective}; drop it.")
+    return train_discrete_run(args.checkpoint_dir, data=data, objective=objective,
+                              steps=args.steps, save_every=args.save_every,
+                              progress=not args.quiet,
+                              nonfinite="skip" if args.skip_nonfinite else "error",
+                              **run_settings)
+
+
 def run(args: argparse.Namespace) -> int:
     from .runs import train_run
 
     run_settings = {k: getattr(args, k) for k in settings.DEFAULTS
                     if getattr(args, k, None) is not None}
+    if args.objective in settings.DISCRETE_OBJECTIVES or args.data in settings.TOKEN_DATA_NAMES:
+        state, history = _train_discrete(args, run_settings)
+        return _report(state, history, args)
+    args.data, args.objective = args.data or "two-moons", args.objective or "fm"
     if args.objective in settings.FEWSTEP_OBJECTIVES:
         return _train_fewstep(args, run_settings)
     state, history = train_run(args.checkpoint_dir, data=args.data, objective=args.objective,
@@ -82,6 +114,10 @@ def run(args: argparse.Namespace) -> int:
                                progress=not args.quiet,
                                nonfinite="skip" if args.skip_nonfinite else "error",
                                **run_settings)
+    return _report(state, history, args)
+
+
+def _report(state, history: list, args: argparse.Namespace) -> int:
     where = Path(args.checkpoint_dir).resolve()
     if not history:
         print(f"the run in {where} is complete: step {int(state.step)} of --steps {args.steps}; "

@@ -65,6 +65,15 @@ BAD = [
       "{tmp}/s"], "--n-critic: must be a positive integer", 2),
     (["train", "--checkpoint-dir", DIR, "--objective", "meanflow", "--skip-nonfinite"],
      "--skip-nonfinite does not apply", 2),
+    # discrete diffusion
+    (["train", "--checkpoint-dir", DIR, "--objective", "mdlm", "--data", "two-moons"],
+     "do not go together", 2),
+    (["train", "--checkpoint-dir", DIR, "--objective", "fm", "--data", "markov"],
+     "do not go together", 2),
+    (["train", "--checkpoint-dir", DIR, "--objective", "radd", "--prediction", "eps"],
+     "--prediction does not apply to --objective radd", 2),
+    (["sample", "--checkpoint-dir", RUN, "--sampler", "ancestral"],
+     "--sampler applies to discrete-diffusion runs only", 2),
 ]
 
 
