@@ -141,3 +141,11 @@ def test_cli_names_match_the_library():
 
     assert settings.DATA_NAMES == tuple(DATASETS)
     assert set(SCHEDULES) == set(settings.BENCH_SCHEDULES)
+
+
+def test_float64_does_not_leak_between_test_modules():
+    """Runs after the rest of its worker's tests in file order: float64 must be off again
+    (a fixture holding `jax.enable_x64` across `yield` once leaked it into later modules)."""
+    import jax
+
+    assert not jax.config.jax_enable_x64

@@ -31,11 +31,18 @@ def _problem():
 @pytest.fixture(scope="module")
 def tuned():
     """``(den, x_T, grid-tuned, solver-tuned)``, float64."""
-    with jax.enable_x64(True):
+    # the global flag, not a `jax.enable_x64` context held across `yield`: the autouse
+    # `_restore_x64` (conftest) would read the context's True and write it to the global flag,
+    # leaking float64 into every later test of this process
+    previous = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    try:
         den, x_T = _problem()
         by_grid = jd.tune.optimise_grid(SOLVER, den, x_T, N_STEPS, **TUNE)
         by_solver = jd.tune.optimise_solver(SOLVER, den, x_T, N_STEPS, **TUNE)
         yield den, x_T, by_grid, by_solver
+    finally:
+        jax.config.update("jax_enable_x64", previous)
 
 
 def _assert_valid(grid, schedule, t_start, final_zero):
