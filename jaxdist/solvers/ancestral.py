@@ -52,7 +52,7 @@ import numpy as np
 from ..noise import standard_normal
 from ..schedules import RectifiedFlow, expand_to
 from .base import ExplicitStages, Solver, SolverState, solver_dataclass
-from .primitives import check_alpha_start, clipped_log_snr, first_order_coefficients
+from .primitives import check_alpha_start, clipped_log_snr, first_order_coefficients, safe_sqrt
 
 Array = jax.Array
 
@@ -62,11 +62,6 @@ __all__ = ["Ancestral", "AncestralCoefs", "DPMSolverPPSDE", "DPMPPSDECoefs", "LC
 _METHODS = ("euler", "dpm2", "dpm++2s")
 _SPLITS = ("kdiffusion", "rf")
 
-
-def _safe_sqrt(v: Array) -> Array:
-    """``sqrt(max(v, 0))`` with a zero (not infinite) derivative where ``v <= 0``."""
-    pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
 def _edm_sigma(schedule, t: Array) -> Array:
@@ -90,11 +85,11 @@ def ancestral_split(schedule, t: Array, t_next: Array, eta: float,
     if split == "rf":
         t_down = t_next * (1.0 + (t_next / t - 1.0) * eta)
         s_down = t_down / (1.0 - t_down)
-        s_up = _safe_sqrt(s_next**2 - s_down**2)
+        s_up = safe_sqrt(s_next**2 - s_down**2)
         return jnp.where(t_next > 0, t_down, t_next), jnp.where(t_next > 0, s_up, 0.0)
     ratio = jnp.where(jnp.isinf(s), 0.0, s_next**2 / jnp.where(jnp.isinf(s), 1.0, s) ** 2)
-    s_up = jnp.minimum(s_next, eta * s_next * _safe_sqrt(1.0 - ratio))
-    s_down = _safe_sqrt(s_next**2 - s_up**2)
+    s_up = jnp.minimum(s_next, eta * s_next * safe_sqrt(1.0 - ratio))
+    s_down = safe_sqrt(s_next**2 - s_up**2)
     return _t_of_edm_sigma(schedule, s_down, jnp.zeros_like(t_next)), s_up  # s_down = 0: t = 0
 
 
@@ -209,7 +204,7 @@ class Ancestral(ExplicitStages):
             s, s_d = _edm_sigma(schedule, t), _edm_sigma(schedule, t_down)
             lam, lam_d = clipped_log_snr(schedule, t), clipped_log_snr(schedule, t_down)
             if self.method == "dpm2":
-                s_m = _safe_sqrt(s * s_d)
+                s_m = safe_sqrt(s * s_d)
                 t_m = _t_of_edm_sigma(schedule, s_m, t_down)
             else:  # (clipped: a step from pure noise keeps a finite stage)
                 t_m = schedule.t_from_log_snr(0.5 * (lam + lam_d))

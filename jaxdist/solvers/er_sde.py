@@ -26,7 +26,7 @@ import numpy as np
 from ..noise import standard_normal
 from ..schedules import expand_to
 from .base import Solver, solver_dataclass
-from .primitives import check_order
+from .primitives import check_order, safe_sqrt
 
 Array = jax.Array
 
@@ -35,11 +35,6 @@ __all__ = ["ERSDE", "ERSDECoefs", "ERSDEState", "default_noise_scaler", "identit
 #: points of ComfyUI's Riemann sums for ``S_1`` and ``S_2``; of the Gauss-Legendre rule
 INTEGRATION_POINTS, GAUSS_POINTS = 200, 12
 
-
-def _sqrt(v: Array) -> Array:
-    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
-    pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
 def default_noise_scaler(s: Array) -> Array:
@@ -168,7 +163,7 @@ class ERSDE(Solver):
         inv2 = jnp.where(np.arange(n) >= 2, 2.0 / jnp.where(s != s_prev2, s - s_prev2, 1.0), 0.0)
         a = jnp.where(final, 0.0, alpha_next / alpha * q)
         b0 = jnp.where(final, alpha_next, alpha_next * (1.0 - q))
-        noise_scale = jnp.where(final, 0.0, alpha_next * self.s_noise * _sqrt(s_next**2 - s**2 * q**2))
+        noise_scale = jnp.where(final, 0.0, alpha_next * self.s_noise * safe_sqrt(s_next**2 - s**2 * q**2))
         return ERSDECoefs(t, t_next, a, b0, b1, b2, inv1, inv2, noise_scale)
 
     def init(self, x, model_state):

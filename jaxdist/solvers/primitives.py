@@ -33,6 +33,7 @@ __all__ = [
     "LAMBDA_CLIP", "clipped_log_snr", "hold_zero", "half_log_snr", "phi_functions", "dpm_phis",
     "first_order_coefficients", "output_in_space", "multistep_orders", "select_by_order",
     "check_order", "check_noise_start", "check_alpha_start", "concrete", "boundary_bound",
+    "safe_sqrt",
 ]
 
 #: log-SNR values are clipped to +-LAMBDA_CLIP inside coefficient formulas only.
@@ -191,3 +192,10 @@ def check_alpha_start(name: str, schedule: Schedule, grid: Any,
         raise ValueError(
             f"{name} cannot start where alpha = 0 (grid[0]={float(t0)}); start the grid below "
             f"t_max (e.g. t_start=0.999 for RectifiedFlow) {alternative}.")
+
+
+def safe_sqrt(v: Array) -> Array:
+    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0`` (ancestral noise scales
+    such as ``sqrt(s_next^2 - s_down^2)``, differentiated with respect to the grid)."""
+    pos = v > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)

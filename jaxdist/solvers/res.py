@@ -38,17 +38,12 @@ import jax.numpy as jnp
 from ..noise import standard_normal
 from ..schedules import expand_to
 from .base import LinearMultistep, MultistepState, solver_dataclass
-from .primitives import check_alpha_start, half_log_snr, phi_functions
+from .primitives import check_alpha_start, half_log_snr, phi_functions, safe_sqrt
 
 Array = jax.Array
 
 __all__ = ["RESMultistep", "GradientEstimation", "NoisyMultistepCoefs", "ancestral_split"]
 
-
-def _sqrt(v: Array) -> Array:
-    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
-    pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
 class NoisyMultistepCoefs(NamedTuple):
@@ -66,8 +61,8 @@ def ancestral_split(s: Array, s_next: Array, eta: float) -> tuple[Array, Array]:
     ``(s_down, s_up)`` with ``s_down^2 + s_up^2 = s_next^2``."""
     if eta == 0:
         return s_next, jnp.zeros_like(s_next)
-    up = jnp.minimum(s_next, eta * _sqrt(s_next**2 * (s**2 - s_next**2) / s**2))
-    return _sqrt(s_next**2 - up**2), up
+    up = jnp.minimum(s_next, eta * safe_sqrt(s_next**2 * (s**2 - s_next**2) / s**2))
+    return safe_sqrt(s_next**2 - up**2), up
 
 
 @solver_dataclass

@@ -34,17 +34,12 @@ import numpy as np
 from ..noise import standard_normal
 from ..schedules import expand_to
 from .base import Solver, push, solver_dataclass
-from .primitives import boundary_bound, check_order, half_log_snr
+from .primitives import boundary_bound, check_order, half_log_snr, safe_sqrt
 
 Array = jax.Array
 
 __all__ = ["SASolver", "SACoefs", "SAState", "stochastic_adams_weights"]
 
-
-def _sqrt(v: Array) -> Array:
-    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
-    pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
 class SACoefs(NamedTuple):
@@ -243,7 +238,7 @@ class SASolver(Solver):
         h = lam[1:] - lam[:-1]
         tau_p = tau_all[1:]
         pa = sigma[1:] / sigma[:-1] * jnp.exp(-tau_p**2 * h)
-        pz = self.s_noise * sigma[1:] * _sqrt(-jnp.expm1(-2.0 * tau_p**2 * h))
+        pz = self.s_noise * sigma[1:] * safe_sqrt(-jnp.expm1(-2.0 * tau_p**2 * h))
         # a step to t = 0 returns alpha_0 x0_hat
         pa = jnp.where(final, 0.0, pa)
         pz = jnp.where(final, 0.0, pz)

@@ -34,17 +34,12 @@ import numpy as np
 
 from ..noise import standard_normal
 from .base import Solver, SolverState, solver_dataclass
-from .primitives import concrete, half_log_snr, phi_functions
+from .primitives import concrete, half_log_snr, phi_functions, safe_sqrt
 
 Array = jax.Array
 
 __all__ = ["SEEDS", "StochasticStageCoefs"]
 
-
-def _sqrt(v: Array) -> Array:
-    """``sqrt(max(v, 0))`` with a finite derivative (0) where ``v <= 0``."""
-    pos = v > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
 
 
 class StochasticStageCoefs(NamedTuple):
@@ -180,7 +175,7 @@ class SEEDS(Solver):
         for j in range(S):
             for k in range(j + 1):
                 decay = jnp.exp(-self.eta * (r[j + 1] - r[k + 1]) * h)
-                g = g.at[:, j, k].set(decay * _sqrt(-jnp.expm1(-2.0 * self.eta * dr[k] * h)))
+                g = g.at[:, j, k].set(decay * safe_sqrt(-jnp.expm1(-2.0 * self.eta * dr[k] * h)))
         g = (self.s_noise * sigma_j)[:, :, None] * g
         # the one-evaluation last step (first order; alpha_0 x0_hat exactly on a step to t = 0)
         if self.denoise_final:
@@ -190,7 +185,7 @@ class SEEDS(Solver):
             w_last = jnp.zeros((S,), h.dtype).at[0].set(one_w)
             w_rows = w_rows.at[-1, -1].set(w_last)
             g_last = jnp.zeros((S,), h.dtype).at[0].set(
-                self.s_noise * sigma_j[-1, -1] * _sqrt(-jnp.expm1(-2.0 * self.eta * h[-1])))
+                self.s_noise * sigma_j[-1, -1] * safe_sqrt(-jnp.expm1(-2.0 * self.eta * h[-1])))
             g = g.at[-1, -1].set(g_last)
             s = s.at[-1, 1].set(t_next[-1])
         return StochasticStageCoefs(t, t_next, s, c, w_rows, g, self.stages_per_step(n))
