@@ -22,12 +22,12 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 
 from ..schedules import expand_to
 from ..solvers.base import Solver, solver_dataclass
 from ..solvers.ddim import DDIM
 from ..solvers.dpm_solver import DPMSolverPP
+from ..solvers.primitives import cfgpp_renoise
 
 Array = jax.Array
 
@@ -105,12 +105,10 @@ class Renoised(Solver):
         new = self.base.step(cap, state.base, coefs.base, key)
         x = state.base.x
         x0, eps = cap.out
-        a, s, r = (expand_to(v, x).astype(x.dtype) for v in (coefs.alpha_s, coefs.sigma_s,
-                                                             coefs.ratio))
-        new = new._replace(x=new.x + r * (a * x0 + s * eps - x))
+        x_hat, x0_u = cfgpp_renoise(x, x0, eps, coefs.alpha_s, coefs.sigma_s)
+        new = new._replace(x=new.x + expand_to(coefs.ratio, x).astype(x.dtype) * (x_hat - x))
         if self.history == "uncond" and new.history.shape[0]:
             # (where alpha = 0, x0_u is not recoverable from (x, eps): the guided x0 stays)
-            x0_u = jnp.where(a > 0, (x - s * eps) / jnp.where(a > 0, a, 1.0), x0)
             new = new._replace(history=new.history.at[0].set(x0_u.astype(new.history.dtype)))
         return RenoisedState(new)
 

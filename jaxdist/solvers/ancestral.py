@@ -12,7 +12,11 @@ ComfyUI runs k-diffusion's samplers on VP models.
 * ``split="kdiffusion"`` (``get_ancestral_step``): ``s_up = min(s_next, eta sqrt(s_next^2
   (s^2 - s_next^2) / s^2))``; ``eta = 1`` gives ``s_down = s_next^2 / s`` (DDPM's posterior).
 * ``split="rf"`` (ComfyUI's ``*_RF`` samplers, rectified flow ``x = (1 - t) x0 + t eps``):
-  ``t_down = t_next (1 + (t_next / t - 1) eta)``, ``s_down = t_down / (1 - t_down)``.
+  ``t_down = t_next (1 + (t_next / t - 1) eta)``, ``s_down = t_down / (1 - t_down)``, then
+  ``x_next = (alpha_next / alpha_down) x_down + s_noise sqrt(t_next^2 - (t_down alpha_next /
+  alpha_down)^2) z``; ``dpm2`` takes its steps in ``(t, x)`` itself there
+  (``sample_dpm_2_ancestral_RF``): the same formulas with ``t`` in place of ``s`` and ``x`` in
+  place of ``x~``, stage ``t_m = sqrt(t t_down)``.
 
 The deterministic part (``D_j`` data predictions, exponential-integrator form, finite from pure
 noise for ``euler`` and ``dpm++2s``):
@@ -25,6 +29,12 @@ noise for ``euler`` and ``dpm++2s``):
   ``x~_down = x~ + (s_down - s) d_1`` with ``d = (x~ - D) / s`` (``sample_dpm_2_ancestral``);
 * ``dpm++2s``: stage at the log-SNR midpoint of ``s`` and ``s_down``, ``u~`` the Euler step to
   it, ``x~_down = (s_down / s) x~ + (1 - s_down / s) D_1`` (``sample_dpmpp_2s_ancestral``).
+
+``cfg_pp=True`` (ComfyUI's ``dpmpp_2s_ancestral_cfg_pp`` and its ``_RF`` form), for the pair
+``(D_g, eps_u)`` of ``jd.guidance.CFGPlusPlus``: every stage uses the unconditional
+``D_u = x~ - s eps_u``, and the step adds the guidance ``D_g - D_u`` of its first evaluation,
+``x~_next = x~_down[D_u] + s_noise s_up z + (D_g - D_u)``; for ``euler`` this is again ComfyUI's
+``euler_ancestral_cfg_pp``. With a consistent pair it is the base sampler.
 
 As in k-diffusion the last step is an Euler step (one evaluation; on a grid ending at ``t = 0``
 it returns ``alpha_0 D_0``): it is static (from ``n_steps``), so on a grid ending at ``t > 0``
@@ -52,7 +62,8 @@ import numpy as np
 from ..noise import standard_normal
 from ..schedules import RectifiedFlow, expand_to
 from .base import ExplicitStages, Solver, SolverState, solver_dataclass
-from .primitives import check_alpha_start, clipped_log_snr, first_order_coefficients, safe_sqrt
+from .primitives import (cfgpp_renoise, check_alpha_start, clipped_log_snr,
+                         first_order_coefficients, safe_sqrt)
 
 Array = jax.Array
 
@@ -133,9 +144,9 @@ class Ancestral(ExplicitStages):
         ``"dpm++2s"`` (``dpmpp_2s_ancestral``).
       eta: noise amount (0: the deterministic sampler; 1: k-diffusion's default).
       s_noise: scale of the added noise (k-diffusion's ``s_noise``; 1 keeps the marginals).
-      split: ``"kdiffusion"`` or ``"rf"`` (ComfyUI's rectified-flow form; RectifiedFlow only;
-        not for ``dpm2``).
+      split: ``"kdiffusion"`` or ``"rf"`` (ComfyUI's rectified-flow form; RectifiedFlow only).
       noise: optional noise source (``jd.noise``).
+      cfg_pp: ComfyUI's CFG++ form (module docstring; use with ``jd.guidance.CFGPlusPlus``).
 
     Evaluations: 1 per step (``euler``), 2 per step and 1 on the last (the others). Order: 1 for
     ``euler``, 2 for the others, deterministic (``eta = 0``) or, with ``eta > 0``, weak (exact
@@ -148,6 +159,7 @@ class Ancestral(ExplicitStages):
     s_noise: float = 1.0
     split: str = "kdiffusion"
     noise: Any = None
+    cfg_pp: bool = False
     space = "x0"
 
     def __post_init__(self):
@@ -155,8 +167,6 @@ class Ancestral(ExplicitStages):
         if self.method not in _METHODS:
             raise ValueError(f"{name}: method={self.method!r}; use one of {_METHODS}.")
         _check_common(name, self.eta, self.s_noise, self.split)
-        if self.split == "rf" and self.method == "dpm2":
-            raise ValueError(f"{name}: split='rf' is available for 'euler' and 'dpm++2s'.")
 
     @property
     def order(self) -> int:
@@ -182,7 +192,7 @@ class Ancestral(ExplicitStages):
 
     def validate(self, schedule, grid):
         _check_rf(type(self).__name__, self.split, schedule)
-        if self.method == "dpm2":
+        if self.method == "dpm2" and self.split != "rf":
             check_alpha_start(type(self).__name__ + "(method='dpm2')", schedule, grid)
 
     def stage_table(self, schedule, grid):
@@ -201,20 +211,24 @@ class Ancestral(ExplicitStages):
             w = (up * c1_d)[:, None, None]
             times = t[:, None]
         else:
-            s, s_d = _edm_sigma(schedule, t), _edm_sigma(schedule, t_down)
+            # dpm2 steps in (s, x~); on the RF split in (t, x) itself (sigma = t, no alpha factor)
+            rf = self.split == "rf"
+            level = schedule.sigma if rf else (lambda v: _edm_sigma(schedule, v))
+            s, s_d = level(t), level(t_down)
             lam, lam_d = clipped_log_snr(schedule, t), clipped_log_snr(schedule, t_down)
             if self.method == "dpm2":
                 s_m = safe_sqrt(s * s_d)
-                t_m = _t_of_edm_sigma(schedule, s_m, t_down)
+                t_m = s_m if rf else _t_of_edm_sigma(schedule, s_m, t_down)
             else:  # (clipped: a step from pure noise keeps a finite stage)
                 t_m = schedule.t_from_log_snr(0.5 * (lam + lam_d))
             ratio_m, c1_m = first_order_coefficients("x0", schedule, t, t_m)
             if self.method == "dpm2":
                 # (s_m = 0 only on a last step to t = 0, where these weights are unused)
-                s_m = jnp.where(s_d > 0, _edm_sigma(schedule, t_m), 1.0)
+                s_m = jnp.where(s_d > 0, level(t_m), 1.0)
                 # x~_down = (s_d/s) x~ + (s_d - s)(s - s_m)/(s s_m) D_0 - (s_d - s)/s_m D_1
-                w0 = a_down * (s_d - s) * (s - s_m) / (s * s_m)
-                w1 = -a_down * (s_d - s) / s_m
+                scale = 1.0 if rf else a_down
+                w0 = scale * (s_d - s) * (s - s_m) / (s * s_m)
+                w1 = -scale * (s_d - s) / s_m
             else:
                 w0, w1 = jnp.zeros_like(c1_d), c1_d
             last = jnp.asarray(self.stages_per_step(n) == 1)
@@ -231,17 +245,36 @@ class Ancestral(ExplicitStages):
                               a_next, jnp.where(t_down == 0, 0.0, eps_scale))
 
     def step(self, model, state, coefs, key):
+        e = lambda v: expand_to(v, state.x).astype(state.x.dtype)  # noqa: E731
+        if self.cfg_pp:
+            model = _Unconditional(model)
         if self.method == "euler":
             x, ms = state
             x0, eps, ms = model(x, coefs.t, ms)
-            e = lambda v: expand_to(v, x).astype(x.dtype)  # noqa: E731
             x = e(coefs.x0_scale) * x0 + e(coefs.eps_scale) * eps
         else:
             x, ms = super().step(model, state, coefs, key)
         if self.stochastic:
             z = standard_normal(self.noise, key, x, coefs.t, coefs.t_next)
-            x = x + expand_to(coefs.noise_scale, x).astype(x.dtype) * z
+            x = x + e(coefs.noise_scale) * z
+        if self.cfg_pp:  # + alpha_next (D_g - D_u) of the step's first evaluation
+            x = x + e(coefs.x0_scale) * model.guidance
         return SolverState(x, ms)
+
+
+class _Unconditional:
+    """A solver's model with CFG++'s pair ``(x0_g, eps_u)`` turned into ``(x0_u, eps_u)``;
+    ``guidance`` keeps ``x0_g - x0_u`` of the first evaluation."""
+
+    def __init__(self, model):
+        self.model, self.schedule, self.guidance = model, model.schedule, None
+
+    def __call__(self, x, t, ms):
+        x0, eps, ms = self.model(x, t, ms)
+        x0_u = cfgpp_renoise(x, x0, eps, self.schedule.alpha(t), self.schedule.sigma(t))[1]
+        if self.guidance is None:
+            self.guidance = x0 - x0_u
+        return x0_u, eps, ms
 
 
 class DPMPPSDECoefs(NamedTuple):

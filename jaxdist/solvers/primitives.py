@@ -33,7 +33,7 @@ __all__ = [
     "LAMBDA_CLIP", "clipped_log_snr", "hold_zero", "half_log_snr", "phi_functions", "dpm_phis",
     "first_order_coefficients", "output_in_space", "multistep_orders", "select_by_order",
     "check_order", "check_noise_start", "check_alpha_start", "concrete", "boundary_bound",
-    "safe_sqrt",
+    "safe_sqrt", "cfgpp_renoise",
 ]
 
 #: log-SNR values are clipped to +-LAMBDA_CLIP inside coefficient formulas only.
@@ -199,3 +199,14 @@ def safe_sqrt(v: Array) -> Array:
     such as ``sqrt(s_next^2 - s_down^2)``, differentiated with respect to the grid)."""
     pos = v > 0
     return jnp.where(pos, jnp.sqrt(jnp.where(pos, v, 1.0)), 0.0)
+
+
+def cfgpp_renoise(x: Array, x0: Array, eps: Array, alpha: Array,
+                  sigma: Array) -> tuple[Array, Array]:
+    """CFG++'s pair ``(x0_g, eps_u)`` (``jd.guidance.CFGPlusPlus``) at ``x [*shape]`` with
+    ``alpha``, ``sigma`` of its time: the re-noised point ``x^ = alpha x0_g + sigma eps_u`` and the
+    unconditional data prediction ``x0_u = (x - sigma eps_u) / alpha`` (``x0_g`` where
+    ``alpha = 0``). For a consistent pair (any plain denoiser) ``x^ = x`` and ``x0_u = x0``."""
+    a, s = (expand_to(v, x).astype(x.dtype) for v in (alpha, sigma))
+    x0_u = jnp.where(a > 0, (x - s * eps) / jnp.where(a > 0, a, 1.0), x0)
+    return a * x0 + s * eps, x0_u

@@ -89,6 +89,14 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "dpm++2s-ancestral": lambda: Ancestral("dpm++2s"),
     "dpm++sde": DPMSolverPPSDE,
     "lcm": LCM,
+    # k-diffusion's dpm_fast on the caller's grid: orders 3, .., 3, 2, 1
+    "dpm-fast": lambda: DPMSolver(order=3, method="singlestep", lower_order_final=True),
+    # ComfyUI's _cfg_pp forms: for jd.guidance.CFGPlusPlus's pair (with a plain denoiser they
+    # are the base samplers)
+    "res-multistep-cfg-pp": lambda: RESMultistep(cfg_pp=True),
+    "res-multistep-ancestral-cfg-pp": lambda: RESMultistep(eta=1.0, cfg_pp=True),
+    "gradient-estimation-cfg-pp": lambda: GradientEstimation(cfg_pp=True),
+    "dpm++2s-ancestral-cfg-pp": lambda: Ancestral("dpm++2s", cfg_pp=True),
 }
 
 #: adaptive solvers (they choose their own steps: ``jd.sample_adaptive``)
@@ -102,7 +110,7 @@ ALIASES: dict[str, str] = {
     "dpmpp_2m": "dpm++2m", "dpmpp_2s": "dpm++2s", "dpmpp_3m": "dpm++3m",
     "dpmpp_2m_sde": "dpm++2m-sde", "dpmpp_3m_sde": "dpm++3m-sde", "dpm_2": "dpm2",
     "ipndm_v": "ipndm-v", "uni_pc": "unipc", "uni_pc_bh2": "unipc", "uni_pc_bh1": "unipc-bh1",
-    "dpm_adaptive": "dpm-adaptive",
+    "dpm_adaptive": "dpm-adaptive", "dpmpp_2s_ancestral_cfg_pp": "dpm++2s-ancestral-cfg-pp",
     "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "DPMSolverMultistepScheduler": "dpm++2m",
     "UniPCMultistepScheduler": "unipc", "EulerDiscreteScheduler": "euler",
     "HeunDiscreteScheduler": "heun", "FlowMatchEulerDiscreteScheduler": "flow-euler",

@@ -25,6 +25,15 @@ prediction ``eps = (x~ - D) / s`` extrapolated from the previous step,
 
 the first step and a step to ``s = 0`` plain Euler. Order 2 only for ``gamma = 3/2`` (then it is
 Adams-Bashforth 2 on an asymptotically uniform grid); ComfyUI's ``gamma = 2`` is order 1.
+
+**CFG++ forms** (``cfg_pp=True``: ComfyUI's ``res_multistep_cfg_pp``,
+``res_multistep_ancestral_cfg_pp``, ``gradient_estimation_cfg_pp``), for the pair
+``(D_g, eps_u)`` of ``jd.guidance.CFGPlusPlus``: the step starts from the re-noised point
+``x^~ = D_g + s eps_u`` instead of ``x~``. Gradient estimation then runs on ``eps_u`` as usual; RES
+takes ``D_g`` on its first-order steps (``x~' = D_g + s_down eps_u``) and the unconditional
+``D_u = x~ - s eps_u`` on its multistep steps and in its history,
+``x~' = e^{-h} x^~ + h (b_1 D_u + b_2 D_u,{i-1})``, as ComfyUI does. With a consistent pair (a plain
+denoiser) both equal the base sampler.
 """
 
 from __future__ import annotations
@@ -37,8 +46,9 @@ import jax.numpy as jnp
 
 from ..noise import standard_normal
 from ..schedules import expand_to
-from .base import LinearMultistep, MultistepState, solver_dataclass
-from .primitives import check_alpha_start, half_log_snr, phi_functions, safe_sqrt
+from .base import LinearMultistep, MultistepState, push, solver_dataclass
+from .primitives import (cfgpp_renoise, check_alpha_start, half_log_snr, phi_functions,
+                         safe_sqrt)
 
 Array = jax.Array
 
@@ -47,13 +57,15 @@ __all__ = ["RESMultistep", "GradientEstimation", "NoisyMultistepCoefs", "ancestr
 
 
 class NoisyMultistepCoefs(NamedTuple):
-    """``x_next = a x + b . history + noise_scale z``."""
+    """``x_next = a x + b . history + noise_scale z``; ``first_order`` marks the first-order
+    steps (the first one and a step to ``s = 0``)."""
 
     t: Array
     t_next: Array
     a: Array
     b: Array
     noise_scale: Array
+    first_order: Array
 
 
 def ancestral_split(s: Array, s_next: Array, eta: float) -> tuple[Array, Array]:
@@ -65,6 +77,10 @@ def ancestral_split(s: Array, s_next: Array, eta: float) -> tuple[Array, Array]:
     return safe_sqrt(s_next**2 - up**2), up
 
 
+def _alpha_sigma(schedule, t: Array) -> tuple[Array, Array]:
+    return schedule.alpha(t), schedule.sigma(t)
+
+
 @solver_dataclass
 class RESMultistep(LinearMultistep):
     """ComfyUI's ``res_multistep`` (``eta = 0``) and ``res_multistep_ancestral`` (``eta > 0``): the
@@ -74,6 +90,7 @@ class RESMultistep(LinearMultistep):
       eta: ancestral noise (0: deterministic, order 2; ComfyUI's ancestral default 1).
       s_noise: scale of the added noise (ComfyUI's ``s_noise``).
       noise: optional noise source (e.g. ``jd.noise.BrownianPath``).
+      cfg_pp: ComfyUI's CFG++ form (module docstring; use with ``jd.guidance.CFGPlusPlus``).
 
     ``x [*shape]``; history ``[2, *shape]`` of x0_hat. With ``eta > 0`` the multistep slope uses the
     previous step's ``lambda_down`` as ComfyUI does; weak order 2 (exact moments on Gaussian data:
@@ -83,6 +100,7 @@ class RESMultistep(LinearMultistep):
     eta: float = 0.0
     s_noise: float = 1.0
     noise: Any = None
+    cfg_pp: bool = False
     space = "x0"
     history = 2
 
@@ -133,10 +151,19 @@ class RESMultistep(LinearMultistep):
         first = alpha_next * (1.0 - s_down / s)
         b = jnp.stack([jnp.where(euler, first, alpha_next * h * b1),
                        jnp.where(euler, 0.0, alpha_next * h * b2)], 1)
-        return NoisyMultistepCoefs(t, t_next, a, b, alpha_next * s_up * self.s_noise)
+        return NoisyMultistepCoefs(t, t_next, a, b, alpha_next * s_up * self.s_noise, euler)
 
     def step(self, model, state, coefs, key):
-        x, hist, ms = super().step(model, state, coefs, key)
+        if self.cfg_pp:
+            x, hist, ms = state
+            x0, eps, ms = model(x, coefs.t, ms)
+            x_hat, x0_u = cfgpp_renoise(x, x0, eps, *_alpha_sigma(model.schedule, coefs.t))
+            current = jnp.where(coefs.first_order, x0, x0_u)
+            b = coefs.b.astype(x.dtype)
+            x = coefs.a.astype(x.dtype) * x_hat + jnp.tensordot(b, push(hist, current), 1)
+            hist = push(hist, x0_u)
+        else:
+            x, hist, ms = super().step(model, state, coefs, key)
         if self.stochastic:
             z = standard_normal(self.noise, key, x, coefs.t, coefs.t_next)
             x = x + expand_to(coefs.noise_scale, x).astype(x.dtype) * z
@@ -152,11 +179,13 @@ class GradientEstimation(LinearMultistep):
 
     Attributes:
       gamma: ComfyUI's ``ge_gamma`` (default 2; 1 is Euler; 3/2 is second order).
+      cfg_pp: ComfyUI's CFG++ form (module docstring; use with ``jd.guidance.CFGPlusPlus``).
 
     ``x [*shape]``; history ``[2, *shape]`` of eps_hat. Needs ``alpha(grid[0]) > 0``.
     """
 
     gamma: float = 2.0
+    cfg_pp: bool = False
     space = "eps"
     history = 2
 
@@ -180,3 +209,13 @@ class GradientEstimation(LinearMultistep):
         g = jnp.where(euler, 1.0, self.gamma)
         b = jnp.stack([g * step, (1.0 - g) * step], 1)
         return alpha_next / schedule.alpha(t), b
+
+    def step(self, model, state, coefs, key):
+        if not self.cfg_pp:
+            return super().step(model, state, coefs, key)
+        x, hist, ms = state
+        x0, eps, ms = model(x, coefs.t, ms)
+        x_hat = cfgpp_renoise(x, x0, eps, *_alpha_sigma(model.schedule, coefs.t))[0]
+        hist = push(hist, eps)
+        x_next = coefs.a.astype(x.dtype) * x_hat + jnp.tensordot(coefs.b.astype(x.dtype), hist, 1)
+        return MultistepState(x_next, hist, ms)

@@ -2,7 +2,7 @@
 
 Parity with k-diffusion (euler/dpm_2/dpmpp_2s ancestral, dpmpp_sde, dpm_2, lms) is in the golden
 (test_parity_golden.py); deterministic orders in test_contract.py. Here: ComfyUI's formulas that
-k-diffusion 0.1.1 does not have (RF split, heunpp2, lcm, euler_ancestral_cfg_pp) against
+k-diffusion 0.1.1 does not have (RF split, heunpp2, lcm, the ``_cfg_pp`` forms) against
 hand-written reference loops, exact weak errors (moments on Gaussian data, no Monte Carlo), the
 strong order of DPM++ SDE on one Brownian path, and the errors.
 """
@@ -247,7 +247,7 @@ def test_bad_input_names_the_argument():
     with pytest.raises(ValueError, match="s_noise"):
         DPMSolverPPSDE(s_noise=-0.1)
     with pytest.raises(ValueError, match="split"):
-        Ancestral("dpm2", split="rf")
+        Ancestral("dpm2", split="vp")
     with pytest.raises(ValueError, match="split='rf'"):
         jd.sample(Ancestral(split="rf"), _mixture_den(VP), jnp.ones((2, 2)),
                   jd.grids.karras(VP, 3, final_zero=True), key=jax.random.key(0))
@@ -286,3 +286,194 @@ def test_dpmpp_2m_cfg_pp_is_comfyui_loop(x64):
                                                 jnp.asarray(grid)).x, rtol=1e-12, atol=1e-12)
     with pytest.raises(ValueError, match="history"):
         cfgpp_solver(base, history="old")
+
+
+def _comfy_loop(grid, x_T, pair, step):
+    """A ComfyUI sampler loop on EDM written in NumPy: ``step(i, x, D_g, D_u, state) -> x``
+    with ``D_u = x - s eps_u`` from the pair at ``(x, grid[i])``."""
+    x, state = x_T.copy(), {}
+    for i in range(len(grid) - 1):
+        x0, eps = (np.asarray(v) for v in pair(jnp.asarray(x), jnp.asarray(grid[i])))
+        x = step(i, x, x0, x - grid[i] * eps, state)
+    return x
+
+
+def _down(s, sn, eta):
+    """k-diffusion's get_ancestral_step: ``(s_down, s_up)``."""
+    if not eta:
+        return sn, 0.0
+    su = min(sn, eta * np.sqrt(sn**2 * (s**2 - sn**2) / s**2))
+    return np.sqrt(sn**2 - su**2), su
+
+
+@pytest.mark.parametrize("eta", [0.0, 1.0])
+def test_res_multistep_cfg_pp_is_comfyui_loop(x64, eta):
+    """``res_multistep(_ancestral)_cfg_pp`` (``RESMultistep(cfg_pp=True)``) with CFG++'s pair
+    equals ComfyUI's ``res_multistep(..., cfg_pp=True)`` on EDM: Euler steps
+    ``x = D_g + s_down d_u``, multistep steps ``x = e^{-h}(x + D_g - D_u) + h(b1 D_u + b2
+    D_u_old)``; with a plain denoiser it is RESMultistep."""
+    from jaxdist.solvers import RESMultistep
+
+    den = _mixture_den(EDM)
+    grid = np.asarray(jd.grids.karras(EDM, 6, final_zero=True))
+    x_T = 80.0 * np.random.default_rng(5).standard_normal((3, 2))
+    z = np.random.default_rng(6).standard_normal((6, 3, 2))
+    guided = _GuidedPair(den, jnp.asarray([0.3, -0.2]))
+
+    def step(i, x, dg, du, st):
+        s, sn = grid[i], grid[i + 1]
+        sd, su = _down(s, sn, eta)
+        if sd == 0 or "old" not in st:
+            x = dg + (x - du) / s * sd
+        else:
+            t, t_old, t_next, t_prev = (-np.log(v) for v in (s, st["old_sd"], sd, grid[i - 1]))
+            h = t_next - t
+            c2 = (t_prev - t_old) / h
+            phi1 = np.expm1(-h) / -h
+            phi2 = (phi1 - 1.0) / -h
+            b1, b2 = phi1 - phi2 / c2, phi2 / c2
+            x = np.exp(-h) * (x + dg - du) + h * (b1 * du + b2 * st["old"])
+        if sn > 0:
+            x = x + z[i] * su
+        st["old"], st["old_sd"] = du, sd
+        return x
+
+    want = _comfy_loop(grid, x_T, guided, step)
+    name = "res_multistep_ancestral_cfg_pp" if eta else "res_multistep_cfg_pp"
+    solver = dataclasses.replace(registry.by_name(name), noise=NoiseTable(grid, z))
+    key = jax.random.key(0)
+    ours = jd.sample(solver, guided, jnp.asarray(x_T), jnp.asarray(grid), key=key).x
+    np.testing.assert_allclose(ours, want, rtol=1e-12, atol=1e-12)
+    base = RESMultistep(eta=eta, noise=NoiseTable(grid, z))
+    np.testing.assert_allclose(jd.sample(solver, den, jnp.asarray(x_T), jnp.asarray(grid),
+                                         key=key).x,
+                               jd.sample(base, den, jnp.asarray(x_T), jnp.asarray(grid),
+                                         key=key).x, rtol=1e-12, atol=1e-12)
+    assert np.abs(jd.sample(base, guided, jnp.asarray(x_T), jnp.asarray(grid),
+                            key=key).x - want).max() > 1e-3
+
+
+def test_gradient_estimation_cfg_pp_is_comfyui_loop(x64):
+    """``gradient_estimation_cfg_pp`` equals ComfyUI's ``sample_gradient_estimation(...,
+    cfg_pp=True)`` on EDM, ``x = D_g + s_next d_u + (gamma - 1)(d_u - d_u_old)(s_next - s)``;
+    on VP it is the same loop in ``x / alpha``; with a plain denoiser it is the base."""
+    from jaxdist.solvers import GradientEstimation
+
+    for schedule, grid in ((EDM, jd.grids.karras(EDM, 6, final_zero=True)),
+                           (VP, jd.grids.karras(VP, 5, t_start=0.9, t_end=1e-3,
+                                                final_zero=True))):
+        den = _mixture_den(schedule)
+        grid = np.asarray(grid)
+        a = np.asarray(schedule.alpha(jnp.asarray(grid)))
+        sig = np.asarray(schedule.sigma(jnp.asarray(grid))) / a
+        x_T = np.random.default_rng(7).standard_normal((3, 2)) * np.hypot(a[0], sig[0] * a[0])
+        guided = _GuidedPair(den, jnp.asarray([0.3, -0.2]))
+        y, old = x_T / a[0], None
+        for i in range(len(grid) - 1):
+            x0, eps = (np.asarray(v) for v in guided(jnp.asarray(y * a[i]),
+                                                     jnp.asarray(grid[i])))
+            d = eps  # to_d(x~, s, D_u) = eps_u
+            if sig[i + 1] == 0:
+                y = x0
+            else:
+                y = x0 + d * sig[i + 1]
+                if old is not None:
+                    y = y + (2.0 - 1.0) * (d - old) * (sig[i + 1] - sig[i])
+            old = d
+        solver = registry.by_name("gradient_estimation_cfg_pp")
+        ours = jd.sample(solver, guided, jnp.asarray(x_T), jnp.asarray(grid)).x
+        np.testing.assert_allclose(ours, y * a[-1], rtol=1e-11, atol=1e-11)
+        np.testing.assert_allclose(
+            jd.sample(solver, den, jnp.asarray(x_T), jnp.asarray(grid)).x,
+            jd.sample(GradientEstimation(), den, jnp.asarray(x_T), jnp.asarray(grid)).x,
+            rtol=1e-12, atol=1e-12)
+
+
+def test_dpmpp_2s_ancestral_cfg_pp_is_comfyui_loop(x64):
+    """``dpmpp_2s_ancestral_cfg_pp`` (``Ancestral("dpm++2s", cfg_pp=True)``) equals ComfyUI's
+    ``sample_dpmpp_2s_ancestral_cfg_pp`` on EDM (stages on ``D_u``, then ``+ D_g - D_u``) and,
+    with ``split="rf"``, ``sample_dpmpp_2s_ancestral_RF_cfg_pp`` (``+ (1 - t_next)(D_g - D_u)``)."""
+    eta = 0.8
+    rng = np.random.default_rng(8)
+    x_T, z = rng.standard_normal((3, 2)), rng.standard_normal((6, 3, 2))
+    for schedule, split in ((EDM, "kdiffusion"), (RF, "rf")):
+        den = _mixture_den(schedule)
+        guided = _GuidedPair(den, jnp.asarray([0.3, -0.2]))
+        if split == "rf":
+            grid = np.append(np.asarray(jd.grids.time_uniform(RF, 5, 0.98, 0.02)), 0.0)
+            start = x_T
+        else:
+            grid = np.asarray(jd.grids.karras(EDM, 5, final_zero=True))
+            start = 80.0 * x_T
+        # uncond D at (x, t): x - sigma eps_u over alpha (EDM: alpha = 1)
+        alpha = lambda t: 1.0 - t if split == "rf" else 1.0  # noqa: E731
+
+        def pair(x, t):
+            x0, eps = (np.asarray(v) for v in guided(jnp.asarray(x), jnp.asarray(t)))
+            sigma = t
+            return x0, (x - sigma * eps) / alpha(t)
+
+        x = start.copy()
+        for i in range(len(grid) - 1):
+            s, sn = grid[i], grid[i + 1]
+            dg, du = pair(x, s)
+            g = dg - du
+            if split == "rf":
+                sd = sn * (1 + (sn / s - 1) * eta)
+            else:
+                sd, su = _down(s, sn, eta)
+            if sn == 0:
+                x = du
+            else:
+                if split == "rf":
+                    lam = lambda v: np.log((1 - v) / v)  # noqa: E731
+                    sm = 1.0 / (np.exp(0.5 * (lam(s) + lam(sd))) + 1.0)
+                    u = sm / s * x + (1 - sm / s) * du
+                    x = sd / s * x + (1 - sd / s) * pair(u, sm)[1]
+                    renoise = np.sqrt(sn**2 - sd**2 * (1 - sn) ** 2 / (1 - sd) ** 2)
+                    x = (1 - sn) / (1 - sd) * x + renoise * z[i]
+                else:
+                    sm = np.sqrt(s * sd)  # the log-SNR midpoint of s and s_down
+                    u = (sm / s) * x + (1 - sm / s) * du
+                    x = (sd / s) * x + (1 - sd / s) * pair(u, sm)[1] + z[i] * su
+            x = x + alpha(sn) * g
+        solver = Ancestral("dpm++2s", eta=eta, split=split, cfg_pp=True,
+                           noise=NoiseTable(grid, z))
+        key = jax.random.key(0)
+        ours = jd.sample(solver, guided, jnp.asarray(start), jnp.asarray(grid), key=key).x
+        np.testing.assert_allclose(ours, x, rtol=1e-11, atol=1e-11, err_msg=split)
+        plain = dataclasses.replace(solver, cfg_pp=False)
+        np.testing.assert_allclose(
+            jd.sample(solver, den, jnp.asarray(start), jnp.asarray(grid), key=key).x,
+            jd.sample(plain, den, jnp.asarray(start), jnp.asarray(grid), key=key).x,
+            rtol=1e-12, atol=1e-12)
+    assert registry.canonical_name("dpmpp_2s_ancestral_cfg_pp") == "dpm++2s-ancestral-cfg-pp"
+
+
+def test_dpm2_ancestral_rf_is_comfyui_loop(x64):
+    """``Ancestral("dpm2", split="rf")`` equals ComfyUI's ``sample_dpm_2_ancestral_RF``: the
+    DPM-Solver-2 step in ``(t, x)`` to ``t_down`` (stage ``sqrt(t t_down)``), then the RF
+    renoising; it starts from pure noise (``t = 1``)."""
+    den = _mixture_den(RF)
+    grid = np.append(np.asarray(jd.grids.time_uniform(RF, 5, 1.0, 0.02)), 0.0)
+    rng = np.random.default_rng(9)
+    x_T, z = rng.standard_normal((4, 2)), rng.standard_normal((6, 4, 2))
+    D = lambda x, t: np.asarray(den(jnp.asarray(x), jnp.asarray(t))[0])  # noqa: E731
+    eta = 0.7
+    x = x_T.copy()
+    for i in range(len(grid) - 1):
+        s, sn = grid[i], grid[i + 1]
+        d = (x - D(x, s)) / s
+        sd = sn * (1 + (sn / s - 1) * eta)
+        if sd == 0:
+            x = x + d * (sd - s)
+            continue
+        sm = np.exp(0.5 * (np.log(s) + np.log(sd)))
+        x2 = x + d * (sm - s)
+        x = x + (x2 - D(x2, sm)) / sm * (sd - s)
+        renoise = np.sqrt(sn**2 - sd**2 * (1 - sn) ** 2 / (1 - sd) ** 2)
+        x = (1 - sn) / (1 - sd) * x + renoise * z[i]
+    solver = Ancestral("dpm2", eta=eta, split="rf", noise=NoiseTable(grid, z))
+    ours = jd.sample(solver, den, jnp.asarray(x_T), jnp.asarray(grid), key=jax.random.key(0))
+    np.testing.assert_allclose(ours.x, x, rtol=1e-11, atol=1e-11)
+    assert bool(jnp.all(jnp.isfinite(ours.x)))
