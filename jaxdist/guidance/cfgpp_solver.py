@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import jax
 
 from ..schedules import expand_to
-from ..solvers.base import Solver, solver_dataclass
+from ..solvers.base import Solver, Wrapped, solver_dataclass
 from ..solvers.ddim import DDIM
 from ..solvers.dpm_solver import DPMSolverPP
 from ..solvers.primitives import cfgpp_renoise
@@ -71,7 +71,7 @@ class RenoisedCoefs(NamedTuple):
 
 
 @solver_dataclass
-class Renoised(Solver):
+class Renoised(Wrapped):
     """A data-prediction multistep solver whose step re-noises with the model's ``eps``
     (see the module docstring). Build it with :func:`cfgpp_solver`."""
 
@@ -81,16 +81,6 @@ class Renoised(Solver):
     def __post_init__(self):
         if self.history not in ("guided", "uncond"):
             raise ValueError(f"Renoised: history={self.history!r} must be 'guided' or 'uncond'.")
-
-    @property
-    def order(self) -> int:
-        return self.base.order
-
-    def nfe(self, n_steps):
-        return self.base.nfe(n_steps)
-
-    def validate(self, schedule, grid):
-        self.base.validate(schedule, grid)
 
     def coefficients(self, schedule, grid):
         s, t = grid[:-1], grid[1:]

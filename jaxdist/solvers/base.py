@@ -47,7 +47,7 @@ Array = jax.Array
 
 __all__ = [
     "ModelState", "SolverState", "MultistepState", "StepTimes", "MultistepCoefs", "StageCoefs",
-    "Solver", "LinearMultistep", "ExplicitStages", "solver_dataclass", "coefs_at", "set_stages",
+    "Solver", "Wrapped", "LinearMultistep", "ExplicitStages", "solver_dataclass", "coefs_at", "set_stages",
     "stage_table", "ModelFn",
 ]
 
@@ -184,15 +184,22 @@ class Solver(abc.ABC):
         """Whether ``step`` draws noise (then ``jd.sample`` needs a ``key``)."""
         return False
 
+    #: the strong and weak orders a stochastic solver claims (what its SDE tests measure);
+    #: ``strong_order`` / ``weak_order`` return them while ``stochastic``, else ``None``
+    claimed_strong_order: float | None = None
+    claimed_weak_order: float | None = None
+
     @property
     def strong_order(self) -> float | None:
-        """Strong order of a stochastic solver (``None``: not a convergent discretisation)."""
-        return None
+        """Strong order of a stochastic solver (``None``: deterministic settings, or not a
+        convergent discretisation)."""
+        return self.claimed_strong_order if self.stochastic else None
 
     @property
     def weak_order(self) -> float | None:
-        """Weak order of a stochastic solver (``None``: not a convergent discretisation)."""
-        return None
+        """Weak order of a stochastic solver (``None``: deterministic settings, or not a
+        convergent discretisation)."""
+        return self.claimed_weak_order if self.stochastic else None
 
     def nfe(self, n_steps: int) -> int:
         """Model evaluations of a run of ``n_steps`` steps (exact)."""
@@ -216,6 +223,52 @@ class Solver(abc.ABC):
     def finish(self, state: Any) -> tuple[Array, ModelState]:
         """``(x, model_state)`` of the final state."""
         return state.x, state.model_state
+
+
+class Wrapped(Solver):
+    """A solver built around another one, ``self.base`` (a dataclass field of the subclass):
+    every part of the contract is the base's unless the wrapper overrides it (``TimeShift``,
+    ``tune.Corrected``, CFG++'s ``Renoised``)."""
+
+    base: Solver
+
+    @property
+    def order(self) -> int:
+        return self.base.order
+
+    @property
+    def stochastic(self) -> bool:
+        return self.base.stochastic
+
+    @property
+    def strong_order(self) -> float | None:
+        return self.base.strong_order
+
+    @property
+    def weak_order(self) -> float | None:
+        return self.base.weak_order
+
+    @property
+    def accepts_zero_final_step(self) -> bool:  # type: ignore[override]
+        return self.base.accepts_zero_final_step
+
+    def nfe(self, n_steps: int) -> int:
+        return self.base.nfe(n_steps)
+
+    def validate(self, schedule: Schedule, grid: Array) -> None:
+        self.base.validate(schedule, grid)
+
+    def coefficients(self, schedule: Schedule, grid: Array) -> Any:
+        return self.base.coefficients(schedule, grid)
+
+    def init(self, x: Array, model_state: ModelState) -> Any:
+        return self.base.init(x, model_state)
+
+    def step(self, model: ModelFn, state: Any, coefs: Any, key: Array | None) -> Any:
+        return self.base.step(model, state, coefs, key)
+
+    def finish(self, state: Any) -> Any:
+        return self.base.finish(state)
 
 
 def push(history: Array, d: Array) -> Array:

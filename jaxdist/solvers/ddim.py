@@ -52,17 +52,14 @@ class DDIM(Solver):
     def order(self) -> int:
         return 1
 
+    claimed_strong_order = 1.0
+    claimed_weak_order = 1.0
+
     @property
     def stochastic(self) -> bool:
         return self.eta > 0
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
-    @property
-    def weak_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
     def coefficients(self, schedule, grid):
         t, t_next = grid[:-1], grid[1:]

@@ -74,17 +74,14 @@ class EDMStochastic(Solver):
     def order(self) -> int:
         return 1 if self.stochastic else 2
 
+    claimed_strong_order = 1.0
+    claimed_weak_order = 1.0
+
     @property
     def stochastic(self) -> bool:
         return self.S_churn > 0 and self.S_noise > 0
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
-    @property
-    def weak_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
     def stages_per_step(self, n_steps: int) -> np.ndarray:
         stages = np.full(n_steps, 2, np.int32)

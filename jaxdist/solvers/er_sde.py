@@ -117,13 +117,12 @@ class ERSDE(Solver):
     def order(self) -> int:
         return min(self.solver_order, 2) if self._ode and self.quadrature == "gauss" else 1
 
+    claimed_strong_order = 1.0
+
     @property
     def stochastic(self) -> bool:
         return self.s_noise > 0 and not self._ode
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
     @property
     def weak_order(self) -> float | None:

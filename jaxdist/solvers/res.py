@@ -114,17 +114,14 @@ class RESMultistep(LinearMultistep):
     def order(self) -> int:
         return 2
 
+    claimed_strong_order = 1.0
+    claimed_weak_order = 2.0
+
     @property
     def stochastic(self) -> bool:
         return self.eta > 0 and self.s_noise > 0
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
-    @property
-    def weak_order(self) -> float | None:
-        return 2.0 if self.stochastic else None
 
     def weights(self, schedule, grid):
         return self.coefficients(schedule, grid)[2:4]

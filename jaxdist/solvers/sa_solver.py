@@ -150,17 +150,14 @@ class SASolver(Solver):
         bulk = min(c, p + 1)
         return boundary_bound(bulk, [o for o in warm if o < bulk])
 
+    claimed_strong_order = 1.0
+    claimed_weak_order = 2.0
+
     @property
     def stochastic(self) -> bool:
         return self.eta > 0 and self.s_noise > 0
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
-    @property
-    def weak_order(self) -> float | None:
-        return 2.0 if self.stochastic else None
 
     def stages_per_step(self, n_steps: int) -> np.ndarray:
         stages = np.ones(n_steps, np.int32)

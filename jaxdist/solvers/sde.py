@@ -54,17 +54,12 @@ class EulerMaruyama(Solver):
     def order(self) -> int:
         return 1
 
+    claimed_strong_order = 1.0
+    claimed_weak_order = 1.0
+
     @property
     def stochastic(self) -> bool:
         return True
-
-    @property
-    def strong_order(self) -> float:
-        return 1.0
-
-    @property
-    def weak_order(self) -> float:
-        return 1.0
 
     def coefficients(self, schedule, grid):
         t, t_next = grid[:-1], grid[1:]

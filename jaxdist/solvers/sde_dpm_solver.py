@@ -94,13 +94,12 @@ class SDEDPMSolverPP(LinearMultistep):
         orders = multistep_orders(16, self.solver_order, self.lower_order_final)
         return boundary_bound(self.solver_order, [int(o) for o in orders if o < self.solver_order])
 
+    claimed_strong_order = 1.0
+
     @property
     def stochastic(self) -> bool:
         return self.eta > 0
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
     @property
     def weak_order(self) -> float | None:

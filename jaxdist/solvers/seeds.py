@@ -109,17 +109,14 @@ class SEEDS(Solver):
             return 1
         return min(self.stage_count, 2) if self.denoise_final else self.stage_count
 
+    claimed_strong_order = 1.0
+    claimed_weak_order = 1.0
+
     @property
     def stochastic(self) -> bool:
         return self.eta > 0 and self.s_noise > 0
 
-    @property
-    def strong_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
-    @property
-    def weak_order(self) -> float | None:
-        return 1.0 if self.stochastic else None
 
     def stages_per_step(self, n_steps: int) -> np.ndarray:
         stages = np.full(n_steps, self.stage_count, np.int32)

@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from .base import ModelState, Solver, solver_dataclass
+from .base import ModelState, Solver, Wrapped, solver_dataclass
 from .ddim import DDIM
 from .dpm_solver import DPMFamily
 from .unipc import UniPC
@@ -74,7 +74,7 @@ def _supported(base: Any) -> bool:
 
 
 @solver_dataclass
-class TimeShift(Solver):
+class TimeShift(Wrapped):
     """``base`` with the model fed the variance-matched time ``t_s`` (module docstring).
 
     Args:
@@ -112,40 +112,5 @@ class TimeShift(Solver):
         if not (isinstance(self.data_var, (int, float)) and self.data_var >= 0):
             raise ValueError(f"TimeShift: data_var={self.data_var!r} must be a number >= 0.")
 
-    @property
-    def order(self) -> int:
-        return self.base.order
-
-    @property
-    def stochastic(self) -> bool:
-        return self.base.stochastic
-
-    @property
-    def strong_order(self):
-        return self.base.strong_order
-
-    @property
-    def weak_order(self):
-        return self.base.weak_order
-
-    @property
-    def accepts_zero_final_step(self) -> bool:
-        return self.base.accepts_zero_final_step
-
-    def nfe(self, n_steps: int) -> int:
-        return self.base.nfe(n_steps)
-
-    def validate(self, schedule, grid):
-        self.base.validate(schedule, grid)
-
-    def coefficients(self, schedule, grid):
-        return self.base.coefficients(schedule, grid)
-
-    def init(self, x, model_state):
-        return self.base.init(x, model_state)
-
     def step(self, model, state, coefs, key):
         return self.base.step(_ShiftedModel(model, self), state, coefs, key)
-
-    def finish(self, state):
-        return self.base.finish(state)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from ..schedules import Schedule
-from ..solvers.base import Solver
+from ..solvers.base import Solver, Wrapped
 
 Array = jax.Array
 
@@ -45,7 +45,7 @@ def learnable_fields(solver: Solver, schedule: Schedule, grid: Array) -> dict[st
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class Corrected(Solver):
+class Corrected(Wrapped):
     """``base`` with learned relative corrections of its coefficients (module docstring).
 
     ``scales``: ``{field: array [n_steps, ...]}``, the shape of that coefficient field; fitted
@@ -76,21 +76,6 @@ class Corrected(Solver):
         to one grid size and do not keep a convergence order)."""
         return self.base.order
 
-    @property
-    def stochastic(self) -> bool:
-        return self.base.stochastic
-
-    @property
-    def strong_order(self):
-        return self.base.strong_order
-
-    @property
-    def weak_order(self):
-        return self.base.weak_order
-
-    def nfe(self, n_steps: int) -> int:
-        return self.base.nfe(n_steps)
-
     def validate(self, schedule: Schedule, grid: Any) -> None:
         n = jnp.shape(grid)[0] - 1
         if n != self.n_steps:
@@ -104,14 +89,6 @@ class Corrected(Solver):
         return coefs._replace(**{k: getattr(coefs, k) * (1 + v.astype(getattr(coefs, k).dtype))
                                  for k, v in self.scales.items()})
 
-    def init(self, x: Array, model_state: Any) -> Any:
-        return self.base.init(x, model_state)
-
-    def step(self, model, state, coefs, key):
-        return self.base.step(model, state, coefs, key)
-
-    def finish(self, state):
-        return self.base.finish(state)
 
 
 jax.tree_util.register_dataclass(Corrected, data_fields=["scales"], meta_fields=["base"])
