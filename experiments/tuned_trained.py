@@ -4,7 +4,7 @@ Trains (or reuses) a ``jaxdist train`` run (default: ``dsm`` v-prediction MLP on
 digits, VP-linear schedule), then, for NFE 4, 5, 6, 8 and 10, compares on held-out noise the
 best fixed-grid sampler (solvers and grids of ``tuned_samplers.py``, chosen on the test noise
 itself), AYS and GITS (rescaled SD 1.5 tables), and the tuned grid and tuned solver
-(``jd.tune.optimise_grid`` / ``optimise_solver``, 200 Adam steps on 512 training noises).
+(``jd.tune.optimise_grid`` / ``optimise_solver``, 200 Adam steps on 2048 training noises).
 There is no exact solution for a network: the error is the RMS distance to the model's own
 fine solve of the same noise (``jd.tune.reference_solve``: third-order DPM-Solver++ on 512
 log-SNR steps), which is also the tuning teacher. Float64 throughout (float32 parameters).
@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=200, help="Adam steps per tuning")
     parser.add_argument("--nfes", type=int, nargs="+", default=list(ts.NFES))
     parser.add_argument("--tune-solvers", nargs="+", default=list(ts.TUNE_SOLVERS))
-    parser.add_argument("--n-train", type=int, default=512)
+    parser.add_argument("--n-train", type=int, default=2048)
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT)
