@@ -9,6 +9,7 @@ script only.
 
     python experiments/solver_table.py            # prints the static table
     python experiments/solver_table.py --measure  # and the measured orders; updates the docs
+    python experiments/solver_table.py --measure --missing  # only solvers not in the JSON yet
 """
 
 from __future__ import annotations
@@ -92,15 +93,20 @@ def static_part(line: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--measure", action="store_true", help="measure the orders (minutes)")
+    parser.add_argument("--missing", action="store_true",
+                        help="with --measure: keep the JSON's orders, measure only new solvers")
     args = parser.parse_args()
     measured = None
+    out = Path(__file__).parent / "out" / "solver_table.json"
     if args.measure:
         from tqdm.auto import tqdm
 
-        measured = {n: measured_order(registry.by_name(n))
-                    for n in tqdm(sorted(registry.SOLVERS), desc="orders")
-                    if not registry.by_name(n).stochastic}
-        out = Path(__file__).parent / "out" / "solver_table.json"
+        known = json.loads(out.read_text()) if args.missing and out.exists() else {}
+        todo = [n for n in sorted(registry.SOLVERS)
+                if not registry.by_name(n).stochastic and n not in known]
+        measured = {n: known.get(n) for n in sorted(registry.SOLVERS) if n in known}
+        measured |= {n: measured_order(registry.by_name(n)) for n in tqdm(todo, desc="orders")}
+        measured = dict(sorted(measured.items()))
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(measured, indent=1))
     table = "\n".join(rows(measured))

@@ -28,6 +28,7 @@ from .denoiser import BaseDenoiser
 from .grids import validate_grid
 from .sample import DenoiserModel, SampleResult, run_steps
 from .solvers.base import Solver
+from .solvers.cfgpp import Renoised
 from .solvers.ddim import DDIM
 from .solvers.dpm_solver import DPMSolver, DPMSolverPP
 from .solvers.primitives import concrete
@@ -41,8 +42,6 @@ INVERTIBLE = (DDIM, DPMSolver, DPMSolverPP)
 
 
 def _check_solver(solver: Any) -> None:
-    from .guidance.cfgpp_solver import Renoised
-
     base = solver.base if isinstance(solver, Renoised) else solver
     if not isinstance(base, INVERTIBLE) or getattr(base, "stochastic", False):
         raise ValueError(f"invert: solver={solver!r} is not supported; use one of "

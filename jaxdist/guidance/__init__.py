@@ -21,8 +21,8 @@ from .cfg import CFG as CFG
 from .cfg import CFGPlusPlus as CFGPlusPlus
 from .cfg import Guided as Guided
 from .cfg import WithCond as WithCond
-from .cfgpp_solver import Renoised as Renoised
-from .cfgpp_solver import cfgpp_solver as cfgpp_solver
+from ..solvers.cfgpp import Renoised as Renoised
+from ..solvers.cfgpp import cfgpp_solver as cfgpp_solver
 from .classifier import ClassifierGuidance as ClassifierGuidance
 from .classifier import calibrated_log_prob as calibrated_log_prob
 

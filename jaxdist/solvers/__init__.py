@@ -20,6 +20,8 @@ from .base import MultistepState as MultistepState
 from .base import Solver as Solver
 from .base import SolverState as SolverState
 from .base import coefs_at as coefs_at
+from .cfgpp import Renoised as Renoised
+from .cfgpp import cfgpp_solver as cfgpp_solver
 from .ddim import DDIM as DDIM
 from .deis import DEIS as DEIS
 from .deis import IPNDM as IPNDM

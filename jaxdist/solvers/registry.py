@@ -17,6 +17,7 @@ from typing import Callable
 from .adaptive import AdaptiveDPMSolver
 from .ancestral import LCM, Ancestral, DPMSolverPPSDE
 from .base import Solver
+from .cfgpp import Renoised
 from .ddim import DDIM
 from .deis import DEIS, IPNDM
 from .dpm_solver import DPMSolver, DPMSolverPP
@@ -97,6 +98,8 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "res-multistep-ancestral-cfg-pp": lambda: RESMultistep(eta=1.0, cfg_pp=True),
     "gradient-estimation-cfg-pp": lambda: GradientEstimation(cfg_pp=True),
     "dpm++2s-ancestral-cfg-pp": lambda: Ancestral("dpm++2s", cfg_pp=True),
+    # ComfyUI's sample_dpmpp_2m_cfg_pp: its history holds the unconditional x0
+    "dpm++2m-cfg-pp": lambda: Renoised(DPMSolverPP(order=2, lower_order_final=False), "uncond"),
 }
 
 #: adaptive solvers (they choose their own steps: ``jd.sample_adaptive``)
@@ -111,6 +114,7 @@ ALIASES: dict[str, str] = {
     "dpmpp_2m_sde": "dpm++2m-sde", "dpmpp_3m_sde": "dpm++3m-sde", "dpm_2": "dpm2",
     "ipndm_v": "ipndm-v", "uni_pc": "unipc", "uni_pc_bh2": "unipc", "uni_pc_bh1": "unipc-bh1",
     "dpm_adaptive": "dpm-adaptive", "dpmpp_2s_ancestral_cfg_pp": "dpm++2s-ancestral-cfg-pp",
+    "dpmpp_2m_cfg_pp": "dpm++2m-cfg-pp",
     "DDIMScheduler": "ddim", "DDPMScheduler": "ddpm", "DPMSolverMultistepScheduler": "dpm++2m",
     "UniPCMultistepScheduler": "unipc", "EulerDiscreteScheduler": "euler",
     "HeunDiscreteScheduler": "heun", "FlowMatchEulerDiscreteScheduler": "flow-euler",
@@ -119,7 +123,7 @@ ALIASES: dict[str, str] = {
     "gradient_estimation": "gradient-estimation", "er_sde": "er-sde", "seeds_2": "seeds-2",
     "seeds_3": "seeds-3", "sa_solver": "sa-solver",
     # k-diffusion / ComfyUI / diffusers names (kdiff-names); the _cfg_pp forms are these
-    # solvers with jd.guidance.CFGPlusPlus (euler: DDIM; dpmpp_2m: guidance.cfgpp_solver)
+    # solvers with jd.guidance.CFGPlusPlus (euler: DDIM)
     "euler_ancestral": "euler-ancestral", "dpm_2_ancestral": "dpm2-ancestral",
     "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde", "lms": "ipndm-v",
     "euler_cfg_pp": "ddim", "euler_ancestral_cfg_pp": "euler-ancestral",

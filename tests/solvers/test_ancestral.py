@@ -258,8 +258,8 @@ def test_bad_input_names_the_argument():
 
 def test_dpmpp_2m_cfg_pp_is_comfyui_loop(x64):
     """``cfgpp_solver(DPMSolverPP(order=2, lower_order_final=False), history="uncond")`` with
-    CFG++'s pair equals ComfyUI's sample_dpmpp_2m_cfg_pp on EDM (written here); with a
-    consistent pair it is DPM-Solver++(2M)."""
+    CFG++'s pair (registry name ``dpm++2m-cfg-pp``) equals ComfyUI's sample_dpmpp_2m_cfg_pp on
+    EDM (written here); with a consistent pair it is DPM-Solver++(2M)."""
     from jaxdist.guidance import cfgpp_solver
 
     den = _mixture_den(EDM)
@@ -279,6 +279,7 @@ def test_dpmpp_2m_cfg_pp_is_comfyui_loop(x64):
         x, old_u = x0 + mix + np.exp(-h) * x, x0_u
     base = jd.solvers.DPMSolverPP(order=2, lower_order_final=False)
     solver = cfgpp_solver(base, history="uncond")
+    assert jd.solvers.registry.by_name("dpmpp_2m_cfg_pp") == solver
     ours = jd.sample(solver, guided, jnp.asarray(x_T), jnp.asarray(grid)).x
     np.testing.assert_allclose(ours, x, rtol=1e-12, atol=1e-12)
     plain = jd.sample(solver, den, jnp.asarray(x_T), jnp.asarray(grid)).x

@@ -24,10 +24,10 @@ from typing import Any, NamedTuple
 import jax
 
 from ..schedules import expand_to
-from ..solvers.base import Solver, Wrapped, solver_dataclass
-from ..solvers.ddim import DDIM
-from ..solvers.dpm_solver import DPMSolverPP
-from ..solvers.primitives import cfgpp_renoise
+from .base import Solver, Wrapped, solver_dataclass
+from .ddim import DDIM
+from .dpm_solver import DPMSolverPP
+from .primitives import cfgpp_renoise
 
 Array = jax.Array
 
