@@ -32,12 +32,13 @@ the JSON).
     python experiments/tuned_samplers.py --quick      # fewer tuning steps, 2-D only
     python experiments/tuned_samplers.py --dims 16 --nfes 10 --n-train 512 \
         --out experiments/out/tuned_samplers-n512-gmm16     # the earlier, smaller training set
-    python experiments/tuned_samplers.py --seed-solvers --dims 2 16 --nfes 5 10 \
+    python experiments/tuned_samplers.py --seed-solvers --dims 2 16 \
         --out experiments/out/seed_solvers     # DPM-Solver-v3 and DC-Solver rows (below)
 
 Seed-solver rows (``--seed-solvers``, a separate small run): DPM-Solver-v3 with EMS computed
-from 512 data samples on a 200-point log-SNR grid (``jd.solvers.compute_ems``; orders 2 and 3)
-and DC-Solver (UniPC-2 bh2, ratios fitted on 16 training points to a fine reference trajectory,
+from 512 data samples on a 200-point log-SNR grid (``jd.solvers.compute_ems``; orders 2 and 3,
+without and with the corrector (``-c``), and the reference's CIFAR-10 recipe for the step count,
+``v3_recipe``) and DC-Solver (UniPC-2 bh2, ratios fitted on 16 training points to a fine reference trajectory,
 40 Adam steps, rate 0.1), against DPM-Solver++ 2M and UniPC-2 on the same log-SNR grid from
 ``t = 1`` to ``t_min`` (DPM-Solver-v3 has no step to ``t = 0``); error: RMS distance to the exact
 PF-ODE solution at ``t_min`` on held-out noise.
@@ -254,6 +255,16 @@ def run_mixture(dim: int, steps: int, n_train: int, n_test: int, out: Path, nfes
     return report
 
 
+def v3_recipe(ems, n_steps: int):
+    """DPM-Solver-v3 as its authors run it on CIFAR-10 for ``n_steps`` (their sample.sh):
+    order 3; up to 5 steps pseudo-order predictor, corrector, no lower-order final steps; 6-8
+    steps the corrector; more steps neither."""
+    if n_steps <= 5:
+        return jd.solvers.DPMSolverV3(ems, 3, lower_order_final=False, predictor_pseudo=True,
+                                      corrector=True)
+    return jd.solvers.DPMSolverV3(ems, 3, corrector=n_steps <= 8)
+
+
 def seed_solver_rows(dim: int, nfes, n_test: int = 256) -> dict:
     """``{nfe: {name: error}}`` of DPM-Solver-v3, DC-Solver and their baselines (docstring)."""
     from jaxdist.solvers.primitives import half_log_snr
@@ -277,7 +288,10 @@ def seed_solver_rows(dim: int, nfes, n_test: int = 256) -> dict:
         for name, solver in (("dpm++2m", jd.solvers.DPMSolverPP(order=2)),
                              ("unipc", jd.solvers.UniPC(order=2)),
                              ("dpm-solver-v3-2", jd.solvers.DPMSolverV3(ems, order=2)),
-                             ("dpm-solver-v3-3", jd.solvers.DPMSolverV3(ems, order=3))):
+                             ("dpm-solver-v3-3", jd.solvers.DPMSolverV3(ems, order=3)),
+                             ("dpm-solver-v3-2c", jd.solvers.DPMSolverV3(ems, 2, corrector=True)),
+                             ("dpm-solver-v3-3c", jd.solvers.DPMSolverV3(ems, 3, corrector=True)),
+                             ("dpm-solver-v3-recipe", v3_recipe(ems, nfe))):
             row[name] = rms(jd.sample(solver, den, x_test, grid).x, y_test)
         tic = time.perf_counter()
         ref = jd.tune.reference_trajectory(den, x_train, grid)
@@ -290,7 +304,8 @@ def seed_solver_rows(dim: int, nfes, n_test: int = 256) -> dict:
 
 
 def seed_table(report: dict) -> str:
-    names = ("dpm++2m", "unipc", "dpm-solver-v3-2", "dpm-solver-v3-3", "dc-solver")
+    names = ("dpm++2m", "unipc", "dpm-solver-v3-2", "dpm-solver-v3-3", "dpm-solver-v3-2c",
+             "dpm-solver-v3-3c", "dpm-solver-v3-recipe", "dc-solver")
     lines = ["| mixture | NFE | " + " | ".join(names) + " |", "|---|---:|" + "---:|" * len(names)]
     for mix, res in report.items():
         for nfe, row in res.items():

@@ -13,14 +13,25 @@ from the step's start ``s`` (all integrals from ``lambda_s``; ``dL = L(lambda) -
     x_t = (alpha_t/alpha_s) e^{-dL_t} x_s - alpha_t e^{-dL_t} [ sum_k K_k g^(k)_s + int_s^t
           e^{dL + dS} dB dlambda ],     K_k = int_s^t e^{dL + dS} (lambda - lambda_s)^k / k! dlambda,
 
-with ``g^(k)`` from the previous ``order - 1`` outputs (the Vandermonde solve of the reference's
-``compute_high_order_derivatives``, ``pseudo=False``). Checked against the reference
-(thu-ml/DPM-Solver-v3, ``codebases/score_sde/samplers/dpm_solver_v3.py``,
-``DPM_Solver_v3.multistep_predictor_update``, ``get_g``, ``weighted_cumsumexp_trapezoid``):
-the same update, written relative to ``lambda_s``. Differences: the grid is not snapped to the
-statistics' grid (the statistics are interpolated linearly in ``lambda``; ``L``, ``S`` are their
-exact integrals, ``B`` the trapezoid rule on the statistics' grid, the step integrals 24-point
-Gauss-Legendre), and the corrector and "pseudo-order" options are not implemented.
+with ``g^(k)`` from the previous ``order - 1`` outputs: the polynomial through the points
+(Vandermonde solve), or with ``predictor_pseudo=True`` the paper's "pseudo-order" estimates
+``g^(k) ~ k! g[lambda_0, .., lambda_k]`` (Newton divided differences over the first ``k + 1``
+points only: lower accuracy, more stable at large steps).
+
+``corrector=True`` adds the paper's multistep corrector (no extra evaluation): once the model
+has been evaluated at the predicted ``x_i``, ``x_i`` is recomputed by the same update from
+``x_{i-1}`` with the points ``lambda_{i-1}, lambda_i, lambda_{i-2}, ..`` (as many as the
+previous predictor step used, from 2 on), and ``f_i`` is kept.
+
+Checked against the reference (thu-ml/DPM-Solver-v3, ``codebases/score_sde/samplers/
+dpm_solver_v3.py``: ``multistep_predictor_update``, ``multistep_corrector_update``,
+``compute_high_order_derivatives``, ``sample``; tests/solvers/test_dpm_solver_v3.py runs that
+loop written in NumPy): the same update, written relative to ``lambda_s``. Differences: the
+grid is not snapped to the statistics' grid (the statistics are interpolated linearly in
+``lambda``; ``L``, ``S`` are their exact integrals, ``B`` the trapezoid rule on the
+statistics' grid, the step integrals 24-point Gauss-Legendre). The reference's recipe for
+CIFAR-10: ``order=3`` with the corrector up to 8 steps, ``predictor_pseudo=True,
+lower_order_final=False`` at 5 steps, plain ``order=3`` at 9-10 steps.
 
 Degenerate statistics (``l = 1, s = b = 0``, :meth:`EMS.degenerate`) give ``f = -x0_hat`` and
 DPM-Solver++ multistep with Taylor differences (``DPMSolverPP(solver_type="heun")``; the
@@ -45,12 +56,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..schedules import expand_to
-from .base import MultistepState, Solver, push
+from .base import Solver, push
 from .primitives import boundary_bound, check_order, half_log_snr, multistep_orders
 
 Array = jax.Array
 
-__all__ = ["EMS", "DPMSolverV3", "V3Coefs", "compute_ems"]
+__all__ = ["EMS", "DPMSolverV3", "V3Coefs", "V3State", "compute_ems"]
 
 _GL_NODES, _GL_WEIGHTS = np.polynomial.legendre.leggauss(24)
 
@@ -124,9 +135,37 @@ def _vandermonde_inverse(r: Array) -> Array:
     return inv / det[:, None, None]
 
 
+def _derivative_weights(r: Array, pseudo: bool) -> list[list[Array]]:
+    """``D[k - 1][j] [n]`` with ``g^(k) ~ sum_j D[k - 1][j] g_j``, ``k = 1..p-1``, from the
+    points' offsets ``r [n, p - 1]`` (``lambda_j - lambda_0``, ``j = 1..p-1``; ``r_0 = 0``):
+    the interpolating polynomial's derivatives, or (``pseudo``) ``k!`` times the divided
+    differences ``g[lambda_0, .., lambda_k]``."""
+    m = r.shape[1]
+    if not pseudo:
+        rinv = _vandermonde_inverse(r)  # [n, k, j]
+        rows = []
+        for k in range(1, m + 1):
+            d = [math.factorial(k) * rinv[:, k - 1, j] for j in range(m)]
+            rows.append([-sum(d)] + d)
+        return rows
+    pts = jnp.concatenate([jnp.zeros_like(r[:, :1]), r], 1)  # [n, p]
+    rows = []
+    for k in range(1, m + 1):
+        row = []
+        for j in range(m + 1):
+            if j > k:
+                row.append(jnp.zeros_like(r[:, 0]))
+                continue
+            den = math.prod(pts[:, j] - pts[:, q] for q in range(k + 1) if q != j)
+            row.append(math.factorial(k) / den)
+        rows.append(row)
+    return rows
+
+
 class V3Coefs(NamedTuple):
     """``x_{i+1} = a x + sum_k w_k f_{i-k} + c`` (per feature); ``l`` at ``t_i`` builds
-    ``f_i = (sigma eps - l x) / alpha``."""
+    ``f_i = (sigma eps - l x) / alpha``; the corrector ``x_i <- ac x_{i-1} + sum_k wc_k f_{i-k}
+    + cc`` where ``correct`` (after ``f_i`` is computed)."""
 
     t: Array
     t_next: Array
@@ -134,16 +173,90 @@ class V3Coefs(NamedTuple):
     w: Array
     c: Array
     l: Array
+    correct: Array
+    ac: Array
+    wc: Array
+    cc: Array
+
+
+class V3State(NamedTuple):
+    """State of :class:`DPMSolverV3`: ``x_prev`` is the previous step's start (the corrector's
+    base), ``history`` the outputs ``f``, newest first."""
+
+    x: Array
+    x_prev: Array
+    history: Array
+    model_state: Any
+
+
+class _Integrals:
+    """``L = int l``, ``S = int s`` (exact) and ``B = int e^{-S} b`` (trapezoid on the
+    statistics' grid, linear in between) as functions of ``lambda``."""
+
+    def __init__(self, stats: EMS, dtype):
+        self.knots = jnp.asarray(stats.lambdas, dtype)
+        self.l_tab, s_tab, b_tab = (jnp.asarray(v, dtype) for v in (stats.l, stats.s, stats.b))
+        self.L, self.S = _Integral(self.knots, self.l_tab), _Integral(self.knots, s_tab)
+        self.B_knots = _Integral(self.knots, jnp.exp(-self.S.cum) * b_tab).cum
+        self.feat = self.l_tab.ndim - 1
+
+    def B(self, q: Array) -> Array:
+        return _interp(self.knots, self.B_knots, q)
+
+
+def _update_weights(ig: _Integrals, alpha_s: Array, alpha_t: Array, pts: Array,
+                    lam_t: Array, orders: np.ndarray, pseudo: bool):
+    """``x_t = a x_s + sum_j w_j f_j + c`` per step for points ``pts [n, P]`` (``pts[:, 0] =
+    lambda_s``, the base), using the first ``orders[i]`` points at step ``i`` (module
+    docstring): ``a [n, *F]``, ``w [n, P, *F]``, ``c [n, *F]``."""
+    dt, feat = pts.dtype, ig.feat
+    lam_s = pts[:, 0]
+    h = lam_t - lam_s
+    u = lam_s[:, None] + 0.5 * h[:, None] * (jnp.asarray(_GL_NODES, dt) + 1.0)  # [n, Q]
+    wq = (0.5 * h[:, None] * jnp.asarray(_GL_WEIGHTS, dt)).reshape(u.shape + (1,) * feat)
+    L_s, S_s, B_s = ig.L(lam_s), ig.S(lam_s), ig.B(lam_s)  # [n, *F]
+    e = jnp.exp(ig.L(u) - L_s[:, None] + ig.S(u) - S_s[:, None])  # [n, Q, *F]
+    tau = (u - lam_s[:, None]).reshape(u.shape + (1,) * feat)
+    P = pts.shape[1]
+    Kk = [jnp.sum(wq * e * tau**k / math.factorial(k), 1) for k in range(P)]  # [n, *F]
+    dBq = jnp.exp(S_s)[:, None] * (ig.B(u) - B_s[:, None])  # int_s^u e^{-dS} b
+    term3 = jnp.sum(wq * e * dBq, 1)
+    dL_t = ig.L(lam_t) - L_s
+    pre = -expand_to(alpha_t, dL_t) * jnp.exp(-dL_t)  # -alpha_t e^{-dL_t}
+    a = expand_to(alpha_t / alpha_s, dL_t) * jnp.exp(-dL_t)
+    dS_j = jnp.stack([ig.S(pts[:, j]) - S_s for j in range(P)], 1)  # [n, P, *F]
+    dB_j = jnp.stack([jnp.exp(S_s) * (ig.B(pts[:, j]) - B_s) for j in range(P)], 1)
+    w_by_order, c_by_order = [], []
+    for p in range(1, P + 1):
+        om = [Kk[0]] + [jnp.zeros_like(Kk[0])] * (P - 1)
+        if p > 1:
+            r = pts[:, 1:p] - lam_s[:, None]
+            # rows that do not use p points get distinct stand-in offsets (no 0 / 0)
+            safe = jnp.where(jnp.asarray(orders >= p)[:, None], r, -jnp.arange(1, p, dtype=dt))
+            D = _derivative_weights(safe, pseudo)
+            for j in range(p):
+                om[j] = om[j] + sum(Kk[k] * expand_to(D[k - 1][j], Kk[k]) for k in range(1, p))
+        om = jnp.stack(om, 1)  # [n, P, *F]
+        w_by_order.append(pre[:, None] * om * jnp.exp(-dS_j))
+        c_by_order.append(pre * (term3 - jnp.sum(om * dB_j, 1)))
+    pick = jnp.asarray(orders)
+    w, c = w_by_order[0], c_by_order[0]
+    for p in range(2, P + 1):
+        w = jnp.where((pick == p)[(slice(None),) + (None,) * (feat + 1)], w_by_order[p - 1], w)
+        c = jnp.where((pick == p)[(slice(None),) + (None,) * feat], c_by_order[p - 1], c)
+    return a, w, c
 
 
 @dataclasses.dataclass(frozen=True, eq=False, init=False)
 class DPMSolverV3(Solver):
-    """DPM-Solver-v3 multistep predictor (module docstring).
+    """DPM-Solver-v3 multistep predictor, with the optional corrector (module docstring).
 
     Args:
       stats: :class:`EMS` (data: pytree leaves; one compilation for all values).
       solver_order: 1, 2 or 3 (``order=`` is accepted too); warm-up ``1, 2, ..``.
       lower_order_final: last steps of orders ``.., 2, 1``.
+      predictor_pseudo: the predictor's derivatives by divided differences ("pseudo-order").
+      corrector: the multistep corrector (same NFE).
 
     ``order``: global order, bounded by the warm-up and final steps as DPM-Solver++'s
     (``order=3`` gives 2 in the limit). Grids must end above ``t = 0``. NFE = steps.
@@ -152,12 +265,17 @@ class DPMSolverV3(Solver):
     stats: EMS
     solver_order: int = 2
     lower_order_final: bool = True
+    predictor_pseudo: bool = False
+    corrector: bool = False
 
-    def __init__(self, stats: EMS, solver_order: int = 2, lower_order_final: bool = True, *,
+    def __init__(self, stats: EMS, solver_order: int = 2, lower_order_final: bool = True,
+                 predictor_pseudo: bool = False, corrector: bool = False, *,
                  order: int | None = None):
         object.__setattr__(self, "stats", stats)
         object.__setattr__(self, "solver_order", int(order) if order is not None else solver_order)
-        object.__setattr__(self, "lower_order_final", lower_order_final)
+        object.__setattr__(self, "lower_order_final", bool(lower_order_final))
+        object.__setattr__(self, "predictor_pseudo", bool(predictor_pseudo))
+        object.__setattr__(self, "corrector", bool(corrector))
         check_order("DPMSolverV3", self.solver_order, (1, 2, 3))
         if isinstance(stats, EMS) and hasattr(stats.lambdas, "ndim"):
             lam = stats.lambdas
@@ -191,87 +309,52 @@ class DPMSolverV3(Solver):
                              "statistics' parameterisation has no step to clean data.")
 
     def coefficients(self, schedule, grid):
-        st = self.stats
-        dt = grid.dtype
-        knots = jnp.asarray(st.lambdas, dt)
-        l_t, s_t, b_t = (jnp.asarray(v, dt) for v in (st.l, st.s, st.b))
-        feat = l_t.ndim - 1
-        ex = (slice(None),) + (None,) * feat
+        ig = _Integrals(self.stats, grid.dtype)
         lam = half_log_snr(schedule, grid)
-        n = grid.shape[0] - 1
-        K = self.solver_order
-        orders = multistep_orders(n, K, self.lower_order_final)
-        L, S = _Integral(knots, l_t), _Integral(knots, s_t)
-        # B(lambda) = int e^{-S} b on the statistics' grid (trapezoid), then linear in between
-        B_knots = _Integral(knots, jnp.exp(-S.cum) * b_t).cum
-
-        def B(q):
-            return _interp(knots, B_knots, q)
-
         alpha = schedule.alpha(grid)
-        lam_s, lam_t = lam[:-1], lam[1:]
-        h = lam_t - lam_s
-        # quadrature nodes of each step [n, Q]
-        u = lam_s[:, None] + 0.5 * h[:, None] * (jnp.asarray(_GL_NODES, dt) + 1.0)
-        wq = 0.5 * h[:, None] * jnp.asarray(_GL_WEIGHTS, dt)
-        L_s, S_s, B_s = L(lam_s), S(lam_s), B(lam_s)  # [n, *F]
-        dLq = L(u) - L_s[:, None]
-        dSq = S(u) - S_s[:, None]
-        dBq = jnp.exp(S_s)[:, None] * (B(u) - B_s[:, None])  # int_s^u e^{-dS} b
-        e = jnp.exp(dLq + dSq)  # [n, Q, *F]
-        wqx = wq.reshape(wq.shape + (1,) * feat)
-        tau = (u - lam_s[:, None]).reshape(u.shape + (1,) * feat)
-        Kk = [jnp.sum(wqx * e * tau**k / math.factorial(k), 1) for k in range(K)]  # [n, *F]
-        term3 = jnp.sum(wqx * e * dBq, 1)
-        dL_t = L(lam_t) - L_s
-        pre = -expand_to(alpha[1:], dL_t) * jnp.exp(-dL_t)  # -alpha_t e^{-dL_t}
-        a = expand_to(alpha[1:] / alpha[:-1], dL_t) * jnp.exp(-dL_t)
-        # history points lambda_{i-j}, j = 0..K-1 (clamped at the start; unused there)
+        n, K = grid.shape[0] - 1, self.solver_order
         idx = np.arange(n)
-        hist_lam = jnp.stack([lam[np.maximum(idx - j, 0)] for j in range(K)], 1)  # [n, K]
-        dS_j = jnp.stack([S(hist_lam[:, j]) - S_s for j in range(K)], 1)  # [n, K, *F]
-        dB_j = jnp.stack([jnp.exp(S_s) * (B(hist_lam[:, j]) - B_s) for j in range(K)], 1)
-        # omega_j: weights on g_j of sum_k K_k g^(k), for each static order p
-        w_all, c_all = [], []
-        for p in range(1, K + 1):
-            om = [Kk[0]] + [jnp.zeros_like(Kk[0])] * (K - 1)
-            if p > 1:
-                r = (hist_lam[:, 1:p] - lam_s[:, None])  # [n, p-1]
-                safe = jnp.where(jnp.asarray(idx >= p - 1)[:, None], r,
-                                 -jnp.arange(1, p, dtype=dt) * jnp.abs(h[:, None]))
-                rinv = _vandermonde_inverse(safe)  # [n, k, i]
-                for i in range(1, p):
-                    wi = sum(Kk[k] * math.factorial(k) * expand_to(rinv[:, k - 1, i - 1], Kk[k])
-                             for k in range(1, p))
-                    om[i] = wi
-                    om[0] = om[0] - wi
-            om = jnp.stack(om, 1)  # [n, K, *F]
-            w_all.append(pre[:, None] * om * jnp.exp(-dS_j))
-            c_all.append(pre * (term3 - jnp.sum(om * dB_j, 1)))
-        pick = jnp.asarray(orders)
-        w, c = w_all[0], c_all[0]
-        for p in range(2, K + 1):
-            w = jnp.where((pick == p)[(slice(None),) + (None,) * (feat + 1)], w_all[p - 1], w)
-            c = jnp.where((pick == p)[ex], c_all[p - 1], c)
-        return V3Coefs(grid[:-1], grid[1:], a, w, c, _interp(knots, l_t, lam_s))
+        orders = multistep_orders(n, K, self.lower_order_final)
+        # predictor at step i: points lambda_i, lambda_{i-1}, .. (clamped where unused)
+        pts = jnp.stack([lam[np.maximum(idx - j, 0)] for j in range(K)], 1)
+        a, w, c = _update_weights(ig, alpha[:-1], alpha[1:], pts, lam[1:], orders,
+                                  self.predictor_pseudo)
+        # corrector at step i (of x_i from x_{i-1}): points lambda_{i-1}, lambda_i,
+        # lambda_{i-2}, .. = history slots 1, 0, 2, .., as many as step i - 1's predictor used
+        prev = np.maximum(idx - 1, 0)
+        c_orders = np.where(idx >= 1, orders[prev], 1) if self.corrector else np.ones(n, int)
+        c_pts = jnp.stack([lam[prev], lam[idx]] + [lam[np.maximum(idx - j, 0)]
+                                                   for j in range(2, K)], 1)[:, :max(K, 2)]
+        ac, wc, cc = _update_weights(ig, alpha[prev], alpha[idx], c_pts, lam[idx], c_orders,
+                                     False)
+        # to history slots: point 0 is slot 1, point 1 is slot 0
+        wc = jnp.concatenate([wc[:, 1:2], wc[:, :1], wc[:, 2:]], 1)[:, :K]
+        correct = jnp.asarray(c_orders > 1)
+        return V3Coefs(grid[:-1], grid[1:], a, w, c, _interp(ig.knots, ig.l_tab, lam[:-1]),
+                       correct, ac, wc, cc)
 
     def init(self, x, model_state):
-        return MultistepState(x, jnp.zeros((self.history,) + x.shape, x.dtype), model_state)
+        return V3State(x, x, jnp.zeros((self.history,) + x.shape, x.dtype), model_state)
 
     def step(self, model, state, coefs, key):
-        x, hist, ms = state
+        x, x_prev, hist, ms = state
         dt = x.dtype
         _, eps, ms = model(x, coefs.t, ms)
         sched = model.schedule
         f = (sched.sigma(coefs.t) * eps - coefs.l.astype(dt) * x) / sched.alpha(coefs.t)
         hist = push(hist, f)
+        if self.corrector:
+            fixed = coefs.ac.astype(dt) * x_prev + jnp.sum(coefs.wc.astype(dt)[:, None] * hist,
+                                                           0) + coefs.cc.astype(dt)
+            x = jnp.where(coefs.correct, fixed, x)
         x_next = coefs.a.astype(dt) * x + jnp.sum(coefs.w.astype(dt)[:, None] * hist, 0) \
             + coefs.c.astype(dt)
-        return MultistepState(x_next, hist, ms)
+        return V3State(x_next, x, hist, ms)
 
 
 jax.tree_util.register_dataclass(DPMSolverV3, data_fields=["stats"],
-                                 meta_fields=["solver_order", "lower_order_final"])
+                                 meta_fields=["solver_order", "lower_order_final",
+                                              "predictor_pseudo", "corrector"])
 
 
 def compute_ems(denoiser: Any, schedule: Any, x0_samples: Array, lambdas: Array,
