@@ -5,7 +5,8 @@
 * :func:`optimise_solver` also learns per-step corrections of the solver's coefficient table
   (S4S / Bespoke-style), returned as a :class:`Corrected` solver whose table is data;
 * :func:`fit_dc_ratios` fits DC-Solver's compensation ratios (:func:`reference_trajectory`
-  gives the fine trajectory it is fitted to);
+  gives the fine trajectory it is fitted to); :func:`fit_cascade_ratios` regresses them over
+  step counts and guidance scales (DC-Solver's cascade polynomial regression);
 * both return :class:`Tuned` (``grid``, ``solver``, ``history``; ``save`` / ``load`` JSON).
 
     tuned = jd.tune.optimise_grid(jd.solvers.DPMSolverPP(), den, x_T, n_steps=5)
@@ -14,6 +15,8 @@
 
 from .corrected import Corrected as Corrected
 from .corrected import learnable_fields as learnable_fields
+from .dc_cascade import CascadeRatios as CascadeRatios
+from .dc_cascade import fit_cascade_ratios as fit_cascade_ratios
 from .dc_ratios import fit_dc_ratios as fit_dc_ratios
 from .dc_ratios import reference_trajectory as reference_trajectory
 from .fit import optimise_grid as optimise_grid
@@ -27,4 +30,4 @@ from .tuned import Tuned as Tuned
 
 __all__ = ["optimise_grid", "optimise_solver", "reference_solve", "rms", "Tuned", "Corrected",
            "learnable_fields", "GridParams", "grid_from_params", "params_from_grid",
-           "fit_dc_ratios", "reference_trajectory"]
+           "fit_dc_ratios", "reference_trajectory", "CascadeRatios", "fit_cascade_ratios"]
