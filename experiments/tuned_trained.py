@@ -11,6 +11,11 @@ log-SNR steps), which is also the tuning teacher. Float64 throughout (float32 pa
 
     python experiments/tuned_trained.py --out experiments/out/tuned_trained
     python experiments/tuned_trained.py --quick       # 500 training steps, 60 tuning steps
+    python experiments/tuned_trained.py --seed-solvers --out experiments/out/seed_solvers_trained
+
+``--seed-solvers``: DPM-Solver-v3 (EMS from 512 training examples) and DC-Solver (ratios on 16
+noises) against DPM-Solver++ 2M and UniPC, as ``tuned_samplers.py --seed-solvers``, to ``t_min``
+(the reference: the model's fine solve to ``t_min``).
 """
 
 from __future__ import annotations
@@ -58,11 +63,15 @@ def main() -> None:
     parser.add_argument("--n-test", type=int, default=1024)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--seed-solvers", action="store_true",
+                        help="only the DPM-Solver-v3 / DC-Solver rows (docstring)")
     args = parser.parse_args()
     if args.quick:
         args.train_steps, args.steps = 500, 60
     ckpt = args.checkpoint_dir or args.out.with_name(args.out.name + "-run")
     den, dim = trained_denoiser(ckpt.resolve(), args.data, args.objective, args.train_steps)
+    if args.seed_solvers:
+        return seed_solvers(den, dim, ckpt.resolve(), tuple(args.nfes), args.n_test, args.out)
     k_train, k_test = jax.random.split(jax.random.key(dim))
     x_train = jax.random.normal(k_train, (args.n_train, dim), jnp.float64)
     x_test = jax.random.normal(k_test, (args.n_test, dim), jnp.float64)
@@ -93,6 +102,22 @@ def main() -> None:
     ts.tuned_rows(den, x_train, y_train, runner, y_test, args.steps, on_nfe=save, nfes=nfes,
                   tune_solvers=tuple(args.tune_solvers))
     print(f"wrote {args.out}.json, .md and .png")
+
+
+def seed_solvers(den, dim: int, checkpoint_dir: Path, nfes, n_test: int, out: Path) -> None:
+    """The seed-solver rows on the trained model (module docstring)."""
+    import json
+
+    k_train, k_test, k_data, k_ems = jax.random.split(jax.random.key(200 + dim), 4)
+    x0 = restore_run(checkpoint_dir).dataset.sample(k_data, 512)
+    x_test = jax.random.normal(k_test, (n_test, dim), jnp.float64)
+    y_test = jd.tune.reference_solve(den, x_test, final_zero=False, n_steps=512)
+    report = {"trained": ts.seed_rows(den, x0, jax.random.normal(k_train, (16, dim)), x_test,
+                                      y_test, nfes, k_ems)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.with_suffix(".md").write_text(ts.seed_table(report))
+    print(ts.seed_table(report))
 
 
 if __name__ == "__main__":
