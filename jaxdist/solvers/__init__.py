@@ -79,4 +79,6 @@ __all__ = [
     "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
     # kdiff-names
     "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2",
+    # CFG++ for data-prediction multistep solvers
+    "Renoised", "cfgpp_solver",
 ]
