@@ -38,6 +38,7 @@ from .langevin import LangevinCorrector as LangevinCorrector
 from .langevin import NoPredictor as NoPredictor
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import annealed_langevin as annealed_langevin
+from .lms import LMS as LMS
 from .plans import StepPlan as StepPlan
 from .runge_kutta import RungeKutta as RungeKutta
 from .sde import DDPMAncestral as DDPMAncestral
@@ -76,5 +77,5 @@ __all__ = [
     # ComfyUI's newer named samplers (comfy-names)
     "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
     # kdiff-names
-    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2",
+    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2", "LMS",
 ]

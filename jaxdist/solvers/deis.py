@@ -31,7 +31,7 @@ from .primitives import (boundary_bound, check_noise_start, check_order,
 
 Array = jax.Array
 
-__all__ = ["DEIS", "IPNDM", "deis_tables", "IPNDM_WEIGHTS"]
+__all__ = ["DEIS", "IPNDM", "EpsMultistep", "deis_tables", "IPNDM_WEIGHTS"]
 
 #: Adams-Bashforth weights of iPNDM-p on ``eps_i, eps_{i-1}, ..``
 IPNDM_WEIGHTS = (
@@ -92,6 +92,9 @@ class EpsMultistep(LinearMultistep):
     give ``table(schedule, grid, k) -> b [n, k]`` for each order ``k``."""
 
     space = "eps"
+    #: a step to ``t = 0`` is first order (returns ``alpha_0 x0_hat``); LMS integrates its
+    #: polynomial there instead
+    first_order_to_zero = True
 
     def validate(self, schedule, grid):
         check_noise_start(type(self).__name__, "eps", schedule, grid)
@@ -113,7 +116,9 @@ class EpsMultistep(LinearMultistep):
     def weights(self, schedule, grid):
         a, _ = first_order_coefficients("eps", schedule, grid[:-1], grid[1:])
         tables = [self.table(schedule, grid, k) for k in range(1, self.solver_order + 1)]
-        orders = jnp.where(grid[1:] == 0, 1, jnp.asarray(self.step_orders(grid.shape[0] - 1)))
+        orders = jnp.asarray(self.step_orders(grid.shape[0] - 1))
+        if self.first_order_to_zero:
+            orders = jnp.where(grid[1:] == 0, 1, orders)
         return a, select_by_order(orders, tables, self.solver_order)
 
 

@@ -38,6 +38,7 @@ from .ddim import DDIM
 from .deis import DEIS
 from .dpm_solver import DPMSolver, DPMSolverPP, diffusers_singlestep_orders
 from .edm import EulerEDM, HeunEDM
+from .lms import LMS
 from .runge_kutta import RungeKutta
 from .sde_dpm_solver import SDEDPMSolverPP
 from .tableaux import EULER
@@ -81,6 +82,9 @@ _SIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "us
 _DPM = _BETAS + _THRESHOLD + _SIGMAS + (
     "solver_order", "algorithm_type", "solver_type", "lower_order_final", "lambda_min_clipped",
     "variance_type", "final_sigmas_type")
+# the k-diffusion ports (KDPM2, LMS, ...): sigma conversions and spacing
+_KSIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "timestep_spacing",
+            "steps_offset")
 #: diffusers 0.42.1's ``__init__`` keys of each supported scheduler class
 CONFIG_KEYS: dict[str, frozenset] = {
     "DPMSolverMultistepScheduler": frozenset(_DPM + (
@@ -111,6 +115,8 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "EDMEulerScheduler": frozenset((
         "sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps",
         "prediction_type", "rho", "final_sigmas_type")),
+    "KDPM2DiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
+    "LMSDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "FlowMatchEulerDiscreteScheduler": frozenset((
         "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
         "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal",
@@ -148,6 +154,9 @@ DEFAULTS: dict[str, dict] = {
         _EDM_DEFAULTS, solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
         lower_order_final=True, euler_at_final=False, final_sigmas_type="zero"),
     "EDMEulerScheduler": dict(_EDM_DEFAULTS, final_sigmas_type="zero"),
+    "KDPM2DiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                   timestep_spacing="linspace", steps_offset=0),
+    "LMSDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace", steps_offset=0),
     "FlowMatchEulerDiscreteScheduler": {"num_train_timesteps": 1000, "shift": 1.0},
 }
 #: keys of diffusers' other schedulers (DDPM, PNDM, LMS, KDPM2, EDM, LCM, SA-Solver, ...):
@@ -257,6 +266,11 @@ def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenois
     return den
 
 
+#: schedulers that give the network the fractional timesteps of converted sigmas
+_FRACTIONAL_TIMESTEPS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
+                         "KDPM2DiscreteScheduler")
+
+
 def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
     """How diffusers turns the fractional timesteps of converted sigmas into the network's
     input: ``"round"`` (Karras / Lu, except DPM-Solver on ``squaredcos_cap_v2``), ``"trunc"``
@@ -264,7 +278,7 @@ def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
     Heun pass the fractional timestep)."""
     cls = config.get("_class_name")
     on = [k for k in _CONVERSIONS if config.get(k)]
-    if not on or cls in ("EulerDiscreteScheduler", "HeunDiscreteScheduler") or \
+    if not on or cls in _FRACTIONAL_TIMESTEPS or \
             str(cls).startswith("FlowMatch") or config.get("use_flow_sigmas"):
         return None
     if on[0] in ("use_karras_sigmas", "use_lu_lambdas") and (
@@ -494,6 +508,21 @@ def _deis(config, n_steps):
     return DEIS(order=order, variable="logrho", lower_order_final=lof), g.grid
 
 
+def _kdpm2(config, n_steps):
+    # k-diffusion's DPM-2: the midpoint at the geometric mean of the sigmas (diffusers'
+    # sigmas_interpol, log-sigma interpolation) = DPM-Solver-2 with r = 1/2; an Euler last step
+    _reject(config, "use_karras_sigmas", (False,), "KDPM2DiscreteScheduler rounds the timesteps "
+            "of Karras sigmas but not of its midpoints, which no jaxdist schedule does; use "
+            "use_exponential_sigmas or build a Karras grid with jd.grids.karras.")
+    solver = DPMSolver(order=2, method="singlestep", lower_order_final=True)
+    return solver, _vp_grid(config, n_steps).grid
+
+
+def _lms(config, n_steps):
+    # LMSDiscreteScheduler.step(order=4): the polynomial is integrated to sigma = 0 as well
+    return LMS(order=4), _vp_grid(config, n_steps).grid
+
+
 def _fixed(solver_cls):
     def translate(config, n_steps):
         return solver_cls(), _vp_grid(config, n_steps).grid
@@ -511,6 +540,8 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "HeunDiscreteScheduler": _fixed(HeunEDM),
     "EDMDPMSolverMultistepScheduler": _dpm_multistep,
     "EDMEulerScheduler": _fixed(EulerEDM),
+    "KDPM2DiscreteScheduler": _kdpm2,
+    "LMSDiscreteScheduler": _lms,
 }
 
 

@@ -24,6 +24,7 @@ from .edm import EulerEDM, HeunEDM, HeunPP2
 from .edm_sde import EDMStochastic
 from .er_sde import ERSDE
 from .langevin import LangevinCorrector, PredictorCorrector
+from .lms import LMS
 from .res import GradientEstimation, RESMultistep
 from .runge_kutta import RungeKutta
 from .sa_solver import SASolver
@@ -54,6 +55,8 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "deis-2": lambda: DEIS(order=2),
     "ipndm": lambda: IPNDM(order=4),
     "ipndm-v": lambda: IPNDM(order=4, variable_step=True),
+    # k-diffusion's / diffusers' linear multistep in sigma (the last step integrates to 0)
+    "lms": LMS,
     # EDM / k-diffusion Euler and Heun (2N - 1 evaluations), Runge-Kutta in the EDM variable
     "euler": EulerEDM,
     "heun": HeunEDM,
@@ -121,7 +124,7 @@ ALIASES: dict[str, str] = {
     # k-diffusion / ComfyUI / diffusers names (kdiff-names); the _cfg_pp forms are these
     # solvers with jd.guidance.CFGPlusPlus (euler: DDIM; dpmpp_2m: guidance.cfgpp_solver)
     "euler_ancestral": "euler-ancestral", "dpm_2_ancestral": "dpm2-ancestral",
-    "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde", "lms": "ipndm-v",
+    "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde",
     "euler_cfg_pp": "ddim", "euler_ancestral_cfg_pp": "euler-ancestral",
     "EulerAncestralDiscreteScheduler": "euler-ancestral", "EDMEulerScheduler": "euler",
 }

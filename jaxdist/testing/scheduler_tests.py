@@ -31,7 +31,8 @@ __all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "variance_n
            "EULER_TYPE"]
 
 #: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
-EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
+EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
+              "KDPM2DiscreteScheduler")
 _SHAPE = (4, 3, 8, 8)
 
 
