@@ -62,7 +62,10 @@ EDM_DPM = {"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_min": 0.002, 
            "lower_order_final": False, "euler_at_final": False, "final_sigmas_type": "sigma_min"}
 LMS = dict(LINEAR, _class_name="LMSDiscreteScheduler", num_train_timesteps=1100)
 KDPM2 = dict(LINEAR, _class_name="KDPM2DiscreteScheduler", num_train_timesteps=1100)
-SIGMA_UNITS = ("LMSDiscreteScheduler", "KDPM2DiscreteScheduler")  # not translated by jaxdist
+PNDM = dict(LINEAR, _class_name="PNDMScheduler")
+DDPM = dict(LINEAR, _class_name="DDPMScheduler", variance_type="fixed_small", clip_sample=True)
+EULER_ANCESTRAL = dict(LINEAR, _class_name="EulerAncestralDiscreteScheduler",
+                       num_train_timesteps=1100)
 EDM_EULER = {"_class_name": "EDMEulerScheduler", "num_train_timesteps": 256, "sigma_min": 0.002,
              "sigma_max": 80.0}
 
@@ -180,11 +183,42 @@ def cases() -> list[dict]:
     add("edm_dpm_exponential", "(options)", EDM_DPM, sigma_schedule="exponential",
         final_sigmas_type="zero")
     add("edm_euler", "test_full_loop_no_noise", EDM_EULER)
-    # test_scheduler_lms.py / test_scheduler_kdpm2_discrete.py: no jaxdist translator
+    # test_scheduler_lms.py / test_scheduler_kdpm2_discrete.py (the plain loop, as Euler)
     add("lms", "test_full_loop_no_noise", LMS)
     add("lms_karras", "test_full_loop_device_karras_sigmas", LMS, use_karras_sigmas=True)
     add("kdpm2", "test_full_loop_no_noise", KDPM2)
     add("kdpm2_v", "test_full_loop_with_v_prediction", KDPM2, prediction_type="v_prediction")
+    add("lms_v", "test_full_loop_with_v_prediction", LMS, prediction_type="v_prediction")
+    add("lms_exponential_sigmas", "(options)", LMS, use_exponential_sigmas=True)
+    add("kdpm2_noise", "(options)", KDPM2, t_start=5)
+    add("kdpm2_exponential_sigmas", "(options)", KDPM2, use_exponential_sigmas=True)
+    add("kdpm2_trailing", "(options)", KDPM2, timestep_spacing="trailing")
+    add("kdpm2_karras", "test_full_loop_device_karras_sigmas", KDPM2, use_karras_sigmas=True)
+    # test_scheduler_pndm.py: PLMS (skip_prk_steps=True, diffusers' plain loop over its
+    # timesteps); the Runge-Kutta warm-up (the tests' default) is not expressible
+    add("pndm_plms", "test_full_loop_no_noise (skip_prk_steps)", PNDM, skip_prk_steps=True)
+    add("pndm_plms_v", "test_full_loop_with_v_prediction (skip_prk_steps)", PNDM,
+        skip_prk_steps=True, prediction_type="v_prediction")
+    add("pndm_plms_alpha_one", "test_full_loop_with_set_alpha_to_one (skip_prk_steps)", PNDM,
+        skip_prk_steps=True, set_alpha_to_one=True, beta_start=0.01)
+    add("pndm_plms_no_alpha_one", "test_full_loop_with_no_set_alpha_to_one (skip_prk_steps)",
+        PNDM, skip_prk_steps=True, set_alpha_to_one=False, beta_start=0.01)
+    add("pndm_plms_offset1_n20", "test_steps_offset (skip_prk_steps, 20 steps)", PNDM, n=20,
+        skip_prk_steps=True, steps_offset=1)
+    add("pndm_prk", "test_full_loop_no_noise", PNDM)
+    # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
+    add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
+    add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,
+        prediction_type="v_prediction")
+    add("ddpm_no_clip_trailing", "(options: shared noise)", DDPM, clip_sample=False,
+        timestep_spacing="trailing")
+    add("ddpm_fixed_large", "test_variance_type (options)", DDPM, variance_type="fixed_large")
+    # test_scheduler_euler_ancestral.py (the noise drawn by each step from a shared table)
+    add("euler_ancestral", "test_full_loop_no_noise (shared noise)", EULER_ANCESTRAL)
+    add("euler_ancestral_v", "test_full_loop_with_v_prediction (shared noise)", EULER_ANCESTRAL,
+        prediction_type="v_prediction")
+    add("euler_ancestral_noise", "test_full_loop_with_noise (shared noise)", EULER_ANCESTRAL,
+        t_start=8)
     # flow matching (the dummy model on diffusers' flow schedulers)
     add("flow_euler", "(options)", FLOW)
     add("flow_euler_shift3", "(options)", FLOW, shift=3.0)
@@ -211,7 +245,7 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
         float64_schedule(sched)
     dtype = torch.float64 if float64 else torch.float32
     sched.set_timesteps(case["n_steps"])
-    euler = config["_class_name"] in EULER_TYPE + SIGMA_UNITS
+    euler = config["_class_name"] in EULER_TYPE
     edm = config["_class_name"].startswith("EDM")
 
     def model(x, t):
@@ -230,6 +264,16 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
     step_args = inspect.signature(sched.step).parameters
     table = torch.tensor(variance_noise(len(sched.timesteps)), dtype=dtype)[case["t_start"]:]
     stochastic = "sde" in str(config.get("algorithm_type", ""))
+    full_table = torch.tensor(variance_noise(len(sched.timesteps)), dtype=dtype)
+    module = sys.modules[type(sched).__module__]
+    drawn = [case["t_start"]]  # a step's own draws: the next row of the table
+
+    def table_row(shape, **kw):
+        drawn[0] += 1
+        return full_table[drawn[0] - 1].reshape(shape)
+
+    if hasattr(module, "randn_tensor"):
+        module.randn_tensor = table_row
     with torch.no_grad():
         for i, t in enumerate(timesteps):
             x_in = sched.scale_model_input(sample, t) if (euler or edm) else sample

@@ -33,13 +33,16 @@ from .. import grids
 from ..denoiser import (BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold,
                         EDMPreconditioned)
 from ..schedules import EDM, RectifiedFlow, Schedule, VPDiscrete
+from .ancestral import Ancestral
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS
 from .dpm_solver import DPMSolver, DPMSolverPP, diffusers_singlestep_orders
 from .edm import EulerEDM, HeunEDM
 from .lms import LMS
+from .plms import PLMS
 from .runge_kutta import RungeKutta
+from .sde import DDPMAncestral
 from .sde_dpm_solver import SDEDPMSolverPP
 from .tableaux import EULER
 from .unipc import UniPC
@@ -115,6 +118,13 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "EDMEulerScheduler": frozenset((
         "sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps",
         "prediction_type", "rho", "final_sigmas_type")),
+    "DDPMScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "variance_type", "clip_sample", "clip_sample_range", "timestep_spacing", "steps_offset",
+        "rescale_betas_zero_snr")),
+    "PNDMScheduler": frozenset(_BETAS + (
+        "skip_prk_steps", "set_alpha_to_one", "timestep_spacing", "steps_offset")),
+    "EulerAncestralDiscreteScheduler": frozenset(_BETAS + (
+        "timestep_spacing", "steps_offset", "rescale_betas_zero_snr")),
     "KDPM2DiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "LMSDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "FlowMatchEulerDiscreteScheduler": frozenset((
@@ -154,6 +164,12 @@ DEFAULTS: dict[str, dict] = {
         _EDM_DEFAULTS, solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
         lower_order_final=True, euler_at_final=False, final_sigmas_type="zero"),
     "EDMEulerScheduler": dict(_EDM_DEFAULTS, final_sigmas_type="zero"),
+    "DDPMScheduler": dict(_BETA_DEFAULTS, variance_type="fixed_small", clip_sample=True,
+                          timestep_spacing="leading", steps_offset=0),
+    "PNDMScheduler": dict(_BETA_DEFAULTS, skip_prk_steps=False, set_alpha_to_one=False,
+                          timestep_spacing="leading", steps_offset=0),
+    "EulerAncestralDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace",
+                                            steps_offset=0),
     "KDPM2DiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
                                    timestep_spacing="linspace", steps_offset=0),
     "LMSDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace", steps_offset=0),
@@ -249,6 +265,8 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
                                 truncate=bool(own.get("use_flow_sigmas")))
     elif _timestep_rounding(own) == "trunc":
         fn = _DiffusersTimestep(fn, truncate=True)
+    elif cls in _FRACTIONAL_TIMESTEPS:
+        fn = _SigmaTimestep(fn, schedule)
     return _wrap_thresholds(Denoiser(fn, schedule, prediction_from_diffusers(own)), own)
 
 
@@ -308,6 +326,24 @@ class _DiffusersTimestep:
     def __call__(self, x, t, **cond):
         t = self.scale * jax.numpy.asarray(t)
         return self.fn(x, jax.numpy.floor(t + 1e-6) if self.truncate else t, **cond)
+
+
+class _SigmaTimestep:
+    """``fn(x, t)`` called with diffusers' ``_sigma_to_t`` of the level: the timestep whose
+    training ``sigma / alpha`` it is, interpolated linearly in ``log(sigma / alpha)`` between the
+    integer timesteps (``VPDiscrete`` interpolates ``log alpha``; the two agree at integer
+    timesteps and differ between them, most at low noise: KDPM2's midpoints, converted sigmas)."""
+
+    def __init__(self, fn: Callable[..., Array], schedule: VPDiscrete):
+        self.fn, self.schedule = fn, schedule
+
+    def __call__(self, x, t, **cond):
+        s = self.schedule
+        t = jax.numpy.asarray(s.t_from_model_time(t))
+        n = s.num_train_timesteps
+        index = jax.numpy.arange(n, dtype=t.dtype)
+        log_train = -0.5 * s.log_snr((index + 1.0) / n)  # log sigma of timestep k
+        return self.fn(x, jax.numpy.interp(-0.5 * s.log_snr(t), log_train, index), **cond)
 
 
 def _schedule(config: Mapping[str, Any]) -> Schedule:
@@ -523,6 +559,32 @@ def _lms(config, n_steps):
     return LMS(order=4), _vp_grid(config, n_steps).grid
 
 
+def _ddpm(config, n_steps):
+    # the posterior q(x_s | x_t, x0_hat) between listed timesteps (x0_hat clipped: the
+    # denoiser's ClipX0 recomputes eps_hat, as the posterior mean c0 x0_hat + ct x_t implies)
+    _reject(config, "variance_type", ("fixed_small", "fixed_small_log"), "jaxdist's "
+            "DDPMAncestral draws with the posterior variance; use variance_type='fixed_small' "
+            "(fixed_large / learned variances are not mapped).")
+    return DDPMAncestral(), _vp_grid(config, n_steps).grid
+
+
+def _pndm(config, n_steps):
+    _reject(config, "skip_prk_steps", (True,), "PNDM's Runge-Kutta warm-up (diffusers' default "
+            "skip_prk_steps=False) is not mapped; use skip_prk_steps=True (PLMS, as in Stable "
+            "Diffusion's scheduler configs).")
+    _reject(config, "prediction_type", ("epsilon",), "PNDMScheduler combines v predictions "
+            "in its multistep sum before converting them to noise with the current sample; "
+            "jaxdist's PLMS combines noise predictions. Use prediction_type='epsilon', or a "
+            "v model with another solver (e.g. DPMSolverMultistepScheduler).")
+    ts = grids.diffusers_timesteps(config, n_steps)
+    stride = int(config["num_train_timesteps"]) // n_steps
+    if np.any(np.diff(ts) != -stride):  # diffusers steps from k to k - N // n
+        raise ValueError(f"PNDMScheduler with timestep_spacing={config['timestep_spacing']!r} "
+                         f"and {n_steps} steps steps past its next timestep; use "
+                         "timestep_spacing='leading'.")
+    return PLMS(), _vp_grid(config, n_steps).grid
+
+
 def _fixed(solver_cls):
     def translate(config, n_steps):
         return solver_cls(), _vp_grid(config, n_steps).grid
@@ -540,6 +602,11 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "HeunDiscreteScheduler": _fixed(HeunEDM),
     "EDMDPMSolverMultistepScheduler": _dpm_multistep,
     "EDMEulerScheduler": _fixed(EulerEDM),
+    "DDPMScheduler": _ddpm,
+    "PNDMScheduler": _pndm,
+    # k-diffusion's euler_ancestral (eta = 1) in (sigma, x / alpha)
+    "EulerAncestralDiscreteScheduler": lambda config, n: (Ancestral("euler"),
+                                                          _vp_grid(config, n).grid),
     "KDPM2DiscreteScheduler": _kdpm2,
     "LMSDiscreteScheduler": _lms,
 }
@@ -587,7 +654,8 @@ def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int, *,
     config = own_keys(config)
     if not denoiser_keys_applied:
         for key in DENOISER_KEYS:
-            if config.get(key) and config.get(key) not in ("fixed_small", "fixed_large"):
+            if config.get(key) and config.get(key) not in ("fixed_small", "fixed_large",
+                                                           "fixed_small_log", "fixed_large_log"):
                 raise ValueError(
                     f"config[{key!r}]={config[key]!r} concerns the model output: jaxdist applies "
                     "it in the denoiser. Build it with jd.solvers.denoiser_from_diffusers(fn, "
