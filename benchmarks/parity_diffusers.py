@@ -62,6 +62,10 @@ EDM_DPM = {"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_min": 0.002, 
            "lower_order_final": False, "euler_at_final": False, "final_sigmas_type": "sigma_min"}
 LMS = dict(LINEAR, _class_name="LMSDiscreteScheduler", num_train_timesteps=1100)
 KDPM2 = dict(LINEAR, _class_name="KDPM2DiscreteScheduler", num_train_timesteps=1100)
+KDPM2_ANCESTRAL = dict(LINEAR, _class_name="KDPM2AncestralDiscreteScheduler",
+                       num_train_timesteps=1100)
+LCM = {"_class_name": "LCMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+       "beta_end": 0.0120, "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
 PNDM = dict(LINEAR, _class_name="PNDMScheduler")
 DDPM = dict(LINEAR, _class_name="DDPMScheduler", variance_type="fixed_small", clip_sample=True)
 EULER_ANCESTRAL = dict(LINEAR, _class_name="EulerAncestralDiscreteScheduler",
@@ -206,6 +210,17 @@ def cases() -> list[dict]:
     add("pndm_plms_offset1_n20", "test_steps_offset (skip_prk_steps, 20 steps)", PNDM, n=20,
         skip_prk_steps=True, steps_offset=1)
     add("pndm_prk", "test_full_loop_no_noise", PNDM)
+    # test_scheduler_kdpm2_ancestral.py (shared noise)
+    add("kdpm2_ancestral", "test_full_loop_no_noise (shared noise)", KDPM2_ANCESTRAL)
+    add("kdpm2_ancestral_v", "test_full_loop_with_v_prediction (shared noise)", KDPM2_ANCESTRAL,
+        prediction_type="v_prediction")
+    add("kdpm2_ancestral_noise", "(options: shared noise)", KDPM2_ANCESTRAL, t_start=5)
+    # test_scheduler_lcm.py (shared noise; 10 and 4 steps of the 50 original ones)
+    add("lcm", "test_full_loop_onestep_deter / multistep (10 steps, shared noise)", LCM)
+    add("lcm_4", "test_full_loop_multistep (4 steps, shared noise)", LCM, n=4)
+    add("lcm_v", "(options: shared noise)", LCM, prediction_type="v_prediction")
+    add("lcm_original_20_clip", "(options: shared noise)", LCM, original_inference_steps=20,
+        clip_sample=True)
     # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
     add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
     add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,

@@ -33,7 +33,7 @@ from .. import grids
 from ..denoiser import (BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold,
                         EDMPreconditioned)
 from ..schedules import EDM, RectifiedFlow, Schedule, VPDiscrete
-from .ancestral import Ancestral
+from .ancestral import LCM, Ancestral
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS
@@ -121,11 +121,15 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "DDPMScheduler": frozenset(_BETAS + _THRESHOLD + (
         "variance_type", "clip_sample", "clip_sample_range", "timestep_spacing", "steps_offset",
         "rescale_betas_zero_snr")),
+    "LCMScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "original_inference_steps", "clip_sample", "clip_sample_range", "set_alpha_to_one",
+        "steps_offset", "timestep_spacing", "timestep_scaling", "rescale_betas_zero_snr")),
     "PNDMScheduler": frozenset(_BETAS + (
         "skip_prk_steps", "set_alpha_to_one", "timestep_spacing", "steps_offset")),
     "EulerAncestralDiscreteScheduler": frozenset(_BETAS + (
         "timestep_spacing", "steps_offset", "rescale_betas_zero_snr")),
     "KDPM2DiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
+    "KDPM2AncestralDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "LMSDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "FlowMatchEulerDiscreteScheduler": frozenset((
         "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
@@ -166,12 +170,17 @@ DEFAULTS: dict[str, dict] = {
     "EDMEulerScheduler": dict(_EDM_DEFAULTS, final_sigmas_type="zero"),
     "DDPMScheduler": dict(_BETA_DEFAULTS, variance_type="fixed_small", clip_sample=True,
                           timestep_spacing="leading", steps_offset=0),
+    "LCMScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", original_inference_steps=50,
+                         clip_sample=False, timestep_scaling=10.0),
     "PNDMScheduler": dict(_BETA_DEFAULTS, skip_prk_steps=False, set_alpha_to_one=False,
                           timestep_spacing="leading", steps_offset=0),
     "EulerAncestralDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace",
                                             steps_offset=0),
     "KDPM2DiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
                                    timestep_spacing="linspace", steps_offset=0),
+    "KDPM2AncestralDiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                            timestep_spacing="linspace", steps_offset=0),
     "LMSDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace", steps_offset=0),
     "FlowMatchEulerDiscreteScheduler": {"num_train_timesteps": 1000, "shift": 1.0},
 }
@@ -267,7 +276,27 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
         fn = _DiffusersTimestep(fn, truncate=True)
     elif cls in _FRACTIONAL_TIMESTEPS:
         fn = _SigmaTimestep(fn, schedule)
-    return _wrap_thresholds(Denoiser(fn, schedule, prediction_from_diffusers(own)), own)
+    den = _wrap_thresholds(Denoiser(fn, schedule, prediction_from_diffusers(own)), own)
+    if cls == "LCMScheduler":
+        den = _ConsistencyBoundary(den, float(own["timestep_scaling"]))
+    return den
+
+
+class _ConsistencyBoundary(DenoiserTransform):
+    """LCM's boundary condition: ``D = c_out x0_hat + c_skip x`` with ``c_skip = s_d^2 /
+    (tau^2 + s_d^2)``, ``c_out = tau / sqrt(tau^2 + s_d^2)``, ``tau = scaling * timestep``,
+    ``s_d = 0.5``; ``eps_hat`` recomputed."""
+
+    def __init__(self, inner: BaseDenoiser, scaling: float, sigma_data: float = 0.5):
+        self.inner, self.scaling, self.sigma_data = inner, float(scaling), float(sigma_data)
+
+    def transform(self, x0, eps, x, t):
+        s = self.schedule
+        tau = self.scaling * s.model_time(t)
+        c_skip = self.sigma_data**2 / (tau**2 + self.sigma_data**2)
+        c_out = tau / jax.numpy.sqrt(tau**2 + self.sigma_data**2)
+        x0 = c_out * x0 + c_skip * x
+        return x0, (x - s.alpha(t) * x0) / s.sigma(t)
 
 
 def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenoiser:
@@ -286,7 +315,8 @@ def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenois
 
 #: schedulers that give the network the fractional timesteps of converted sigmas
 _FRACTIONAL_TIMESTEPS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
-                         "KDPM2DiscreteScheduler")
+                         "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                         "EulerAncestralDiscreteScheduler")
 
 
 def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
@@ -546,11 +576,15 @@ def _deis(config, n_steps):
 
 def _kdpm2(config, n_steps):
     # k-diffusion's DPM-2: the midpoint at the geometric mean of the sigmas (diffusers'
-    # sigmas_interpol, log-sigma interpolation) = DPM-Solver-2 with r = 1/2; an Euler last step
-    _reject(config, "use_karras_sigmas", (False,), "KDPM2DiscreteScheduler rounds the timesteps "
-            "of Karras sigmas but not of its midpoints, which no jaxdist schedule does; use "
-            "use_exponential_sigmas or build a Karras grid with jd.grids.karras.")
-    solver = DPMSolver(order=2, method="singlestep", lower_order_final=True)
+    # sigmas_interpol, log-sigma interpolation) = DPM-Solver-2 with r = 1/2; an Euler last step.
+    # The ancestral form: the same step to sigma_down, then noise up (sample_dpm_2_ancestral).
+    _reject(config, "use_karras_sigmas", (False,), f"{config['_class_name']} rounds the "
+            "timesteps of Karras sigmas but not of its midpoints, which no jaxdist schedule "
+            "does; use use_exponential_sigmas or build a Karras grid with jd.grids.karras.")
+    if config["_class_name"] == "KDPM2AncestralDiscreteScheduler":
+        solver = Ancestral("dpm2")
+    else:
+        solver = DPMSolver(order=2, method="singlestep", lower_order_final=True)
     return solver, _vp_grid(config, n_steps).grid
 
 
@@ -566,6 +600,26 @@ def _ddpm(config, n_steps):
             "DDPMAncestral draws with the posterior variance; use variance_type='fixed_small' "
             "(fixed_large / learned variances are not mapped).")
     return DDPMAncestral(), _vp_grid(config, n_steps).grid
+
+
+def lcm_timesteps(config: Mapping[str, Any], n_steps: int) -> np.ndarray:
+    """``LCMScheduler.set_timesteps(n)``: ``n`` of the ``original_inference_steps`` timesteps
+    ``k m - 1`` (``k = N // original``), from the largest, at ``floor`` of evenly spaced
+    indices."""
+    n_train, original = int(config["num_train_timesteps"]), int(config["original_inference_steps"])
+    if not n_steps <= original <= n_train:
+        raise ValueError(f"LCMScheduler needs n_steps={n_steps} <= original_inference_steps="
+                         f"{original} <= num_train_timesteps={n_train}.")
+    origin = (np.arange(1, original + 1) * (n_train // original) - 1)[::-1]
+    return origin[np.floor(np.linspace(0, original, n_steps, endpoint=False)).astype(int)]
+
+
+def _lcm(config, n_steps):
+    # x_next = alpha_next D + sigma_next z, D the boundary-condition denoiser
+    # (denoiser_from_diffusers); the last step returns D (t = 0)
+    times = (lcm_timesteps(config, n_steps) + 1.0) / int(config["num_train_timesteps"])
+    grid = jax.numpy.asarray(np.append(times, 0.0), dtype=grids.common.float_dtype())
+    return LCM(), grid
 
 
 def _pndm(config, n_steps):
@@ -603,11 +657,13 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "EDMDPMSolverMultistepScheduler": _dpm_multistep,
     "EDMEulerScheduler": _fixed(EulerEDM),
     "DDPMScheduler": _ddpm,
+    "LCMScheduler": _lcm,
     "PNDMScheduler": _pndm,
     # k-diffusion's euler_ancestral (eta = 1) in (sigma, x / alpha)
     "EulerAncestralDiscreteScheduler": lambda config, n: (Ancestral("euler"),
                                                           _vp_grid(config, n).grid),
     "KDPM2DiscreteScheduler": _kdpm2,
+    "KDPM2AncestralDiscreteScheduler": _kdpm2,
     "LMSDiscreteScheduler": _lms,
 }
 

@@ -32,7 +32,8 @@ __all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "variance_n
 
 #: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
 EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
-              "KDPM2DiscreteScheduler", "EulerAncestralDiscreteScheduler")
+              "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+              "EulerAncestralDiscreteScheduler")
 _SHAPE = (4, 3, 8, 8)
 
 
