@@ -39,6 +39,7 @@ from .langevin import NoPredictor as NoPredictor
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import annealed_langevin as annealed_langevin
 from .lms import LMS as LMS
+from .plms import PLMS as PLMS
 from .plans import StepPlan as StepPlan
 from .runge_kutta import RungeKutta as RungeKutta
 from .sde import DDPMAncestral as DDPMAncestral
@@ -77,5 +78,5 @@ __all__ = [
     # ComfyUI's newer named samplers (comfy-names)
     "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
     # kdiff-names
-    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2", "LMS",
+    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2", "LMS", "PLMS",
 ]

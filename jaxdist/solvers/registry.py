@@ -25,6 +25,7 @@ from .edm_sde import EDMStochastic
 from .er_sde import ERSDE
 from .langevin import LangevinCorrector, PredictorCorrector
 from .lms import LMS
+from .plms import PLMS
 from .res import GradientEstimation, RESMultistep
 from .runge_kutta import RungeKutta
 from .sa_solver import SASolver
@@ -57,6 +58,8 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "ipndm-v": lambda: IPNDM(order=4, variable_step=True),
     # k-diffusion's / diffusers' linear multistep in sigma (the last step integrates to 0)
     "lms": LMS,
+    # diffusers' PNDMScheduler(skip_prk_steps=True): Heun first step, then fixed AB4 (NFE n + 1)
+    "plms": PLMS,
     # EDM / k-diffusion Euler and Heun (2N - 1 evaluations), Runge-Kutta in the EDM variable
     "euler": EulerEDM,
     "heun": HeunEDM,
