@@ -219,8 +219,8 @@ def cases() -> list[dict]:
     add("lcm", "test_full_loop_onestep_deter / multistep (10 steps, shared noise)", LCM)
     add("lcm_4", "test_full_loop_multistep (4 steps, shared noise)", LCM, n=4)
     add("lcm_v", "(options: shared noise)", LCM, prediction_type="v_prediction")
-    add("lcm_original_20_clip", "(options: shared noise)", LCM, original_inference_steps=20,
-        clip_sample=True)
+    add("lcm_original_30_clip", "(options: shared noise)", LCM, original_inference_steps=30,
+        clip_sample=True, clip_sample_range=0.3)
     # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
     add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
     add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,

@@ -130,6 +130,10 @@ ALIASES: dict[str, str] = {
     "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde",
     "euler_cfg_pp": "ddim", "euler_ancestral_cfg_pp": "euler-ancestral",
     "EulerAncestralDiscreteScheduler": "euler-ancestral", "EDMEulerScheduler": "euler",
+    # diffusers' k-diffusion ports, PLMS and LCM (from_diffusers_scheduler translates configs)
+    "LMSDiscreteScheduler": "lms", "KDPM2DiscreteScheduler": "dpm2",
+    "KDPM2AncestralDiscreteScheduler": "dpm2-ancestral", "PNDMScheduler": "plms",
+    "LCMScheduler": "lcm",
 }
 
 
