@@ -66,6 +66,7 @@ KDPM2_ANCESTRAL = dict(LINEAR, _class_name="KDPM2AncestralDiscreteScheduler",
                        num_train_timesteps=1100)
 LCM = {"_class_name": "LCMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
        "beta_end": 0.0120, "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
+TCD = dict(LCM, _class_name="TCDScheduler")
 PNDM = dict(LINEAR, _class_name="PNDMScheduler")
 DDPM = dict(LINEAR, _class_name="DDPMScheduler", variance_type="fixed_small", clip_sample=True)
 EULER_ANCESTRAL = dict(LINEAR, _class_name="EulerAncestralDiscreteScheduler",
@@ -221,6 +222,12 @@ def cases() -> list[dict]:
     add("lcm_v", "(options: shared noise)", LCM, prediction_type="v_prediction")
     add("lcm_original_30_clip", "(options: shared noise)", LCM, original_inference_steps=30,
         clip_sample=True, clip_sample_range=0.3)
+    add("lcm_scaling_0.05", "(options: shared noise; the boundary condition acts)", LCM,
+        timestep_scaling=0.05)
+    # test_scheduler_tcd.py (step's default gamma = eta = 0.3; shared noise)
+    add("tcd", "test_full_loop_multistep (10 steps, shared noise)", TCD)
+    add("tcd_4", "test_full_loop_onestep_deter / multistep (4 steps, shared noise)", TCD, n=4)
+    add("tcd_v", "(options: shared noise)", TCD, prediction_type="v_prediction")
     # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
     add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
     add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,

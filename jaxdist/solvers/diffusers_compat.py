@@ -124,6 +124,9 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "LCMScheduler": frozenset(_BETAS + _THRESHOLD + (
         "original_inference_steps", "clip_sample", "clip_sample_range", "set_alpha_to_one",
         "steps_offset", "timestep_spacing", "timestep_scaling", "rescale_betas_zero_snr")),
+    "TCDScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "original_inference_steps", "clip_sample", "clip_sample_range", "set_alpha_to_one",
+        "steps_offset", "timestep_spacing", "timestep_scaling", "rescale_betas_zero_snr")),
     "PNDMScheduler": frozenset(_BETAS + (
         "skip_prk_steps", "set_alpha_to_one", "timestep_spacing", "steps_offset")),
     "EulerAncestralDiscreteScheduler": frozenset(_BETAS + (
@@ -173,6 +176,9 @@ DEFAULTS: dict[str, dict] = {
     "LCMScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
                          beta_schedule="scaled_linear", original_inference_steps=50,
                          clip_sample=False, timestep_scaling=10.0),
+    "TCDScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", original_inference_steps=50,
+                         clip_sample=False),
     "PNDMScheduler": dict(_BETA_DEFAULTS, skip_prk_steps=False, set_alpha_to_one=False,
                           timestep_spacing="leading", steps_offset=0),
     "EulerAncestralDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace",
@@ -301,6 +307,8 @@ class _ConsistencyBoundary(DenoiserTransform):
 
 def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenoiser:
     keep_eps = config.get("_class_name") == "DDIMScheduler"  # Heun's derivative uses the clip
+    if config.get("_class_name") == "TCDScheduler":  # its step reads neither option
+        return den
     specs = []
     if config.get("clip_sample", False):
         specs.append((ClipX0, (float(config.get("clip_sample_range", 1.0)),)))
@@ -622,6 +630,19 @@ def _lcm(config, n_steps):
     return LCM(), grid
 
 
+def _tcd(config, n_steps):
+    # DDIM to timestep floor((1 - gamma) k_next), then forward noise to k_next; diffusers' step
+    # takes gamma (eta=0.3) as an argument: dataclasses.replace(solver, eta=gamma) for another.
+    # The last step ends at timestep 0 (t = 1 / N) without noise.
+    n_train = int(config["num_train_timesteps"])
+    times = (lcm_timesteps(config, n_steps) + 1.0) / n_train
+    if times[-1] <= 1.0 / n_train:
+        raise ValueError("TCDScheduler's last timestep is 0 here (original_inference_steps = "
+                         "num_train_timesteps): a step of zero length; use fewer original steps.")
+    grid = jax.numpy.asarray(np.append(times, 1.0 / n_train), dtype=grids.common.float_dtype())
+    return Ancestral("euler", eta=0.3, split="tcd"), grid
+
+
 def _pndm(config, n_steps):
     _reject(config, "skip_prk_steps", (True,), "PNDM's Runge-Kutta warm-up (diffusers' default "
             "skip_prk_steps=False) is not mapped; use skip_prk_steps=True (PLMS, as in Stable "
@@ -658,6 +679,7 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "EDMEulerScheduler": _fixed(EulerEDM),
     "DDPMScheduler": _ddpm,
     "LCMScheduler": _lcm,
+    "TCDScheduler": _tcd,
     "PNDMScheduler": _pndm,
     # k-diffusion's euler_ancestral (eta = 1) in (sigma, x / alpha)
     "EulerAncestralDiscreteScheduler": lambda config, n: (Ancestral("euler"),
