@@ -67,6 +67,7 @@ KDPM2_ANCESTRAL = dict(LINEAR, _class_name="KDPM2AncestralDiscreteScheduler",
 LCM = {"_class_name": "LCMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
        "beta_end": 0.0120, "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
 TCD = dict(LCM, _class_name="TCDScheduler")
+DPM_SDE = dict(LINEAR, _class_name="DPMSolverSDEScheduler", num_train_timesteps=1100)
 PNDM = dict(LINEAR, _class_name="PNDMScheduler")
 DDPM = dict(LINEAR, _class_name="DDPMScheduler", variance_type="fixed_small", clip_sample=True)
 EULER_ANCESTRAL = dict(LINEAR, _class_name="EulerAncestralDiscreteScheduler",
@@ -228,6 +229,13 @@ def cases() -> list[dict]:
     add("tcd", "test_full_loop_multistep (10 steps, shared noise)", TCD)
     add("tcd_4", "test_full_loop_onestep_deter / multistep (4 steps, shared noise)", TCD, n=4)
     add("tcd_v", "(options: shared noise)", TCD, prediction_type="v_prediction")
+    # test_scheduler_dpm_sde.py (k-diffusion's dpmpp_sde: both draws of each step from tables)
+    add("dpm_sde", "test_full_loop_no_noise (shared noise)", DPM_SDE)
+    add("dpm_sde_v", "test_full_loop_with_v_prediction (shared noise)", DPM_SDE,
+        prediction_type="v_prediction")
+    add("dpm_sde_karras", "test_full_loop_device_karras_sigmas (shared noise)", DPM_SDE,
+        use_karras_sigmas=True)
+    add("dpm_sde_noise", "(options: shared noise)", DPM_SDE, t_start=5)
     # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
     add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
     add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,
@@ -259,7 +267,7 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
     import torch
 
     from jaxdist.testing.scheduler_tests import (EULER_TYPE, dummy_noise_deter,
-                                                 dummy_sample_deter, variance_noise)
+                                                 dummy_sample_deter, stage_noise, variance_noise)
 
     config = case["config"]
     sched = scheduler_of(config)
@@ -296,6 +304,16 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
 
     if hasattr(module, "randn_tensor"):
         module.randn_tensor = table_row
+    if hasattr(sched, "noise_sampler"):  # DPMSolverSDE: the stage's draw, then the step's
+        stages = torch.tensor(stage_noise(len(sched.timesteps)), dtype=dtype)
+        calls = [0]
+
+        def noise_sampler(sigma, sigma_next):
+            calls[0] += 1
+            row = case["t_start"] + (calls[0] - 1) // 2
+            return (stages if calls[0] % 2 else full_table)[row]
+
+        sched.noise_sampler = noise_sampler
     with torch.no_grad():
         for i, t in enumerate(timesteps):
             x_in = sched.scale_model_input(sample, t) if (euler or edm) else sample

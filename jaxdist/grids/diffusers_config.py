@@ -53,6 +53,7 @@ def family(config: Mapping[str, Any]) -> str:
     cls = str(config.get("_class_name", "DPMSolverMultistepScheduler"))
     for prefix, name in (("DDIM", "ddim"), ("DDPM", "ddim"), ("PNDM", "ddim"), ("Euler", "euler"),
                          ("Heun", "euler"), ("LMS", "euler"), ("KDPM2", "euler"),
+                         ("DPMSolverSDE", "euler"),
                          ("DPMSolverSinglestep", "singlestep"),
                          ("DPMSolverMultistep", "dpm"), ("DEIS", "deis"), ("FlowMatch", "flow")):
         if cls.startswith(prefix):

@@ -33,7 +33,7 @@ from .. import grids
 from ..denoiser import (BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold,
                         EDMPreconditioned)
 from ..schedules import EDM, RectifiedFlow, Schedule, VPDiscrete
-from .ancestral import LCM, Ancestral
+from .ancestral import LCM, Ancestral, DPMSolverPPSDE
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS
@@ -132,6 +132,7 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "EulerAncestralDiscreteScheduler": frozenset(_BETAS + (
         "timestep_spacing", "steps_offset", "rescale_betas_zero_snr")),
     "KDPM2DiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
+    "DPMSolverSDEScheduler": frozenset(_BETAS + _KSIGMAS + ("noise_sampler_seed",)),
     "KDPM2AncestralDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "LMSDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "FlowMatchEulerDiscreteScheduler": frozenset((
@@ -188,6 +189,8 @@ DEFAULTS: dict[str, dict] = {
     "KDPM2AncestralDiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
                                             timestep_spacing="linspace", steps_offset=0),
     "LMSDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace", steps_offset=0),
+    "DPMSolverSDEScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                  timestep_spacing="linspace", steps_offset=0),
     "FlowMatchEulerDiscreteScheduler": {"num_train_timesteps": 1000, "shift": 1.0},
 }
 #: keys of diffusers' other schedulers (DDPM, PNDM, LMS, KDPM2, EDM, LCM, SA-Solver, ...):
@@ -324,7 +327,7 @@ def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenois
 #: schedulers that give the network the fractional timesteps of converted sigmas
 _FRACTIONAL_TIMESTEPS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
                          "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
-                         "EulerAncestralDiscreteScheduler")
+                         "EulerAncestralDiscreteScheduler", "DPMSolverSDEScheduler")
 
 
 def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
@@ -685,6 +688,9 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "EulerAncestralDiscreteScheduler": lambda config, n: (Ancestral("euler"),
                                                           _vp_grid(config, n).grid),
     "KDPM2DiscreteScheduler": _kdpm2,
+    # k-diffusion's dpmpp_sde (eta = 1, r = 1/2); diffusers draws from a Brownian tree: pass
+    # noise=jd.noise.BrownianPath(...) for the same law of the two draws of a step
+    "DPMSolverSDEScheduler": lambda config, n: (DPMSolverPPSDE(), _vp_grid(config, n).grid),
     "KDPM2AncestralDiscreteScheduler": _kdpm2,
     "LMSDiscreteScheduler": _lms,
 }
