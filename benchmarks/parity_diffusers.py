@@ -125,6 +125,8 @@ def cases() -> list[dict]:
         final_sigmas_type="zero")
     add("dpm_multi_sde_noise", "(options: stochastic)", DPM_MULTI,
         algorithm_type="sde-dpmsolver++", final_sigmas_type="zero", t_start=5)
+    add("dpm_multi_sde_karras_sigma_min", "(options: stochastic, repeated sigma_min)", DPM_MULTI,
+        algorithm_type="sde-dpmsolver++", use_karras_sigmas=True, lower_order_final=True)
     # test_scheduler_dpm_single.py
     add("dpm_single", "test_full_loop_no_noise", DPM_SINGLE)
     add("dpm_single_karras", "test_full_loop_with_karras", DPM_SINGLE, use_karras_sigmas=True)

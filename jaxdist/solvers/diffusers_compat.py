@@ -514,12 +514,16 @@ def _dpm_multistep(config, n_steps):
     order = _order(config)
     g = _vp_grid(config, n_steps)
     if algo == "sde-dpmsolver++":
-        if g.dropped_zero_step or config.get("euler_at_final", False):
-            raise ValueError("config['algorithm_type']='sde-dpmsolver++' with "
-                             "final_sigmas_type='sigma_min' after converted sigmas or "
-                             "euler_at_final=True is not mapped; use final_sigmas_type='zero'.")
+        lof = _multistep_lof(config, n_steps)
+        if config.get("euler_at_final", False) or (g.dropped_zero_step and lof and order == 3):
+            raise ValueError("config['algorithm_type']='sde-dpmsolver++' with euler_at_final=True, "
+                             "or of order 3 before a repeated sigma_min (converted sigmas, "
+                             "final_sigmas_type='sigma_min') below 15 steps with "
+                             "lower_order_final (a second-order last step), is not mapped; use "
+                             "final_sigmas_type='zero'.")
+        # the zero-length step (dropped) does nothing; the real last step keeps its order
         return SDEDPMSolverPP(order=order, solver_type=stype, third_order="diffusers",
-                              lower_order_final=_multistep_lof(config, n_steps)), g.grid
+                              lower_order_final=lof and not g.dropped_zero_step), g.grid
     if algo not in ("dpmsolver++", "dpmsolver"):
         raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
                          "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
