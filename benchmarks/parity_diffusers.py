@@ -68,6 +68,7 @@ LCM = {"_class_name": "LCMScheduler", "num_train_timesteps": 1000, "beta_start":
        "beta_end": 0.0120, "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
 TCD = dict(LCM, _class_name="TCDScheduler")
 DPM_SDE = dict(LINEAR, _class_name="DPMSolverSDEScheduler", num_train_timesteps=1100)
+SA = dict(LINEAR, _class_name="SASolverScheduler", num_train_timesteps=1100)
 PNDM = dict(LINEAR, _class_name="PNDMScheduler")
 DDPM = dict(LINEAR, _class_name="DDPMScheduler", variance_type="fixed_small", clip_sample=True)
 EULER_ANCESTRAL = dict(LINEAR, _class_name="EulerAncestralDiscreteScheduler",
@@ -238,6 +239,13 @@ def cases() -> list[dict]:
     add("dpm_sde_karras", "test_full_loop_device_karras_sigmas (shared noise)", DPM_SDE,
         use_karras_sigmas=True)
     add("dpm_sde_noise", "(options: shared noise)", DPM_SDE, t_start=5)
+    # test_scheduler_sasolver.py (shared noise)
+    add("sasolver", "test_full_loop_no_noise (shared noise)", SA)
+    add("sasolver_v", "test_full_loop_with_v_prediction (shared noise)", SA,
+        prediction_type="v_prediction")
+    add("sasolver_karras", "test_full_loop_device_karras_sigmas (shared noise)", SA,
+        use_karras_sigmas=True)
+    add("sasolver_o3", "(options: shared noise)", SA, predictor_order=3, corrector_order=4)
     # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
     add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
     add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,

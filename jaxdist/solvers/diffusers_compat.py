@@ -42,6 +42,7 @@ from .edm import EulerEDM, HeunEDM
 from .lms import LMS
 from .plms import PLMS
 from .runge_kutta import RungeKutta
+from .sa_solver import SASolver
 from .sde import DDPMAncestral
 from .sde_dpm_solver import SDEDPMSolverPP
 from .tableaux import EULER
@@ -127,6 +128,9 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "TCDScheduler": frozenset(_BETAS + _THRESHOLD + (
         "original_inference_steps", "clip_sample", "clip_sample_range", "set_alpha_to_one",
         "steps_offset", "timestep_spacing", "timestep_scaling", "rescale_betas_zero_snr")),
+    "SASolverScheduler": frozenset(_BETAS + _THRESHOLD + _SIGMAS + (
+        "predictor_order", "corrector_order", "tau_func", "algorithm_type", "lower_order_final",
+        "lambda_min_clipped", "variance_type", "timestep_spacing", "steps_offset")),
     "PNDMScheduler": frozenset(_BETAS + (
         "skip_prk_steps", "set_alpha_to_one", "timestep_spacing", "steps_offset")),
     "EulerAncestralDiscreteScheduler": frozenset(_BETAS + (
@@ -180,6 +184,9 @@ DEFAULTS: dict[str, dict] = {
     "TCDScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
                          beta_schedule="scaled_linear", original_inference_steps=50,
                          clip_sample=False),
+    "SASolverScheduler": dict(_BETA_DEFAULTS, predictor_order=2, corrector_order=2,
+                              algorithm_type="data_prediction", lower_order_final=True,
+                              timestep_spacing="linspace", steps_offset=0),
     "PNDMScheduler": dict(_BETA_DEFAULTS, skip_prk_steps=False, set_alpha_to_one=False,
                           timestep_spacing="leading", steps_offset=0),
     "EulerAncestralDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace",
@@ -650,6 +657,29 @@ def _tcd(config, n_steps):
     return Ancestral("euler", eta=0.3, split="tcd"), grid
 
 
+def _sa_solver(config, n_steps):
+    # diffusers' SA-Solver: tau_func = 1 on timesteps 200..800 (at each step's start), its
+    # orders; the grid ends at alphas_cumprod[0] (or a repeated last level after conversions)
+    _reject(config, "algorithm_type", ("data_prediction",), "only the data-prediction "
+            "SA-Solver is mapped.")
+    _reject(config, "tau_func", (None,), "a custom tau_func is not mapped; build "
+            "jd.solvers.SASolver(tau_interval=...) instead.")
+    _reject(config, "lower_order_final", (True,), "use lower_order_final=True.")
+    for key in ("use_flow_sigmas", "use_dynamic_shifting"):
+        _reject(config, key, (False,), "flow sigmas are not mapped for SA-Solver.")
+    if config.get("lambda_min_clipped", -np.inf) != -np.inf:
+        raise ValueError("config['lambda_min_clipped'] is not mapped for SASolverScheduler.")
+    grid = _grid_with_zero_step(dict(config, final_sigmas_type="sigma_min"), n_steps)
+    schedule = _schedule(config)
+    level = [float(schedule.sigma_over_alpha((k + 1.0) / int(config["num_train_timesteps"])))
+             for k in (800, 200)]
+    solver = SASolver(predictor_order=int(config["predictor_order"]),
+                      corrector_order=int(config["corrector_order"]), eta=1.0,
+                      tau_interval=(level[0] * (1 + 1e-6), level[1] * (1 - 1e-6)),
+                      convention="diffusers")
+    return solver, grid
+
+
 def _pndm(config, n_steps):
     _reject(config, "skip_prk_steps", (True,), "PNDM's Runge-Kutta warm-up (diffusers' default "
             "skip_prk_steps=False) is not mapped; use skip_prk_steps=True (PLMS, as in Stable "
@@ -687,6 +717,7 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "DDPMScheduler": _ddpm,
     "LCMScheduler": _lcm,
     "TCDScheduler": _tcd,
+    "SASolverScheduler": _sa_solver,
     "PNDMScheduler": _pndm,
     # k-diffusion's euler_ancestral (eta = 1) in (sigma, x / alpha)
     "EulerAncestralDiscreteScheduler": lambda config, n: (Ancestral("euler"),

@@ -121,6 +121,8 @@ def test_flow_match_shift():
     (cfg("KDPM2AncestralDiscreteScheduler", use_karras_sigmas=True), "use_karras_sigmas"),
     (cfg("DDPMScheduler", clip_sample=False, variance_type="fixed_large"), "variance_type"),
     (cfg("LCMScheduler"), "n_steps=60"),
+    (cfg("SASolverScheduler", lambda_min_clipped=-5.0), "lambda_min_clipped"),
+    (cfg("SASolverScheduler", algorithm_type="noise_prediction"), "algorithm_type"),
     (cfg("DPMSolverMultistepScheduler", thresholding=True), "DynamicThreshold"),
     (cfg("DDIMScheduler", clip_sample=True), "ClipX0"),
     (cfg("DPMSolverMultistepScheduler", algorithm_type="sde-dpmsolver"), "algorithm_type"),
@@ -163,6 +165,28 @@ def test_more_schedulers(config, solver):
     np.testing.assert_allclose(np.asarray(grid), np.asarray(want), rtol=1e-12)
     # PNDM's set_alpha_to_one=False: the last step ends at alphas_cumprod[0] (t = 1 / N)
     assert np.isclose(float(grid[-1]), 1e-3 if config["_class_name"] == "PNDMScheduler" else 0.0)
+
+
+def test_sa_solver_in_diffusers_convention():
+    """SASolverScheduler: tau = 1 on timesteps 200..800 (at each step's start), diffusers' order
+    list, a grid ending at alphas_cumprod[0]; the repeated level of converted sigmas is kept
+    (its zero-length step corrects the previous point)."""
+    config = cfg("SASolverScheduler", predictor_order=3, corrector_order=4)
+    solver, schedule, grid = from_diffusers_scheduler(config, 10)
+    assert (solver.predictor_order, solver.corrector_order, solver.convention) == \
+        (3, 4, "diffusers")
+    s_hi, s_lo = solver.tau_interval
+    levels = np.asarray(schedule.sigma_over_alpha(jnp.asarray([801.0, 201.0, 802.0, 200.0])
+                                                  / 1000))
+    assert s_hi >= levels[0] and s_lo <= levels[1] and levels[2] > s_hi and levels[3] < s_lo
+    assert np.isclose(float(grid[-1]), 1e-3)
+    pred, corr = solver._orders(10, False)
+    assert pred.tolist() == [1, 2, 3, 3, 3, 3, 3, 3, 2, 1]
+    assert corr.tolist() == [0, 2, 3, 4, 4, 4, 4, 4, 4, 3]
+    karras = from_diffusers_scheduler(dict(config, use_karras_sigmas=True), 10)
+    assert karras.solver.accepts_zero_final_step and karras.grid[-1] == karras.grid[-2]
+    with pytest.raises(ValueError, match="tau_func"):
+        from_diffusers_scheduler(dict(config, tau_func=lambda t: 0), 10)
 
 
 def test_lcm_timesteps_and_boundary_condition(x64):
