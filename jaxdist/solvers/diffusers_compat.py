@@ -13,12 +13,17 @@ are ignored as diffusers does; an unknown key is an error naming the closest kno
 jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix. Each scheduler
 class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid).
 
-For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 68 full loops of
-diffusers' scheduler tests to 1e-4), the translators choose diffusers' variants: the 3M update
+For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 116 full loops of
+diffusers' scheduler tests to 1e-4, the stochastic ones with the draws of every step), the
+translators choose diffusers' variants: the 3M update
 weighted by ``phi_3`` (``third_order="reference"``), DEIS in ``log rho``, lower-order final steps
 only below 15 steps for DPM-Solver multistep and DEIS (``final_orders`` for ``euler_at_final``
 and before a repeated ``sigma_min``), and diffusers' singlestep stages on its own timesteps
-(``method="singlestep-grid"``). See ``docs/diffusers.md``.
+(``method="singlestep-grid"``). The k-diffusion ports (LMS, KDPM2, the ancestral ones, DPM++
+SDE) map to jaxdist's k-diffusion samplers in ``(sigma, x / alpha)``, with diffusers'
+``_sigma_to_t`` timestep for the network; PNDM (``skip_prk_steps``) to ``PLMS``, DDPM to
+``DDPMAncestral``, LCM / TCD to ``LCM`` / ``Ancestral(split="tcd")`` on their timesteps and
+SA-Solver to ``SASolver(convention="diffusers")``. See ``docs/diffusers.md``.
 """
 
 from __future__ import annotations
