@@ -203,8 +203,8 @@ def cases() -> list[dict]:
     add("kdpm2_exponential_sigmas", "(options)", KDPM2, use_exponential_sigmas=True)
     add("kdpm2_trailing", "(options)", KDPM2, timestep_spacing="trailing")
     add("kdpm2_karras", "test_full_loop_device_karras_sigmas", KDPM2, use_karras_sigmas=True)
-    # test_scheduler_pndm.py: PLMS (skip_prk_steps=True, diffusers' plain loop over its
-    # timesteps); the Runge-Kutta warm-up (the tests' default) is not expressible
+    # test_scheduler_pndm.py: PLMS (skip_prk_steps=True) and the tests' default Runge-Kutta
+    # warm-up, diffusers' plain loop over its timesteps (prk, then plms: the tests' loop)
     add("pndm_plms", "test_full_loop_no_noise (skip_prk_steps)", PNDM, skip_prk_steps=True)
     add("pndm_plms_v", "test_full_loop_with_v_prediction (skip_prk_steps)", PNDM,
         skip_prk_steps=True, prediction_type="v_prediction")
@@ -215,6 +215,11 @@ def cases() -> list[dict]:
     add("pndm_plms_offset1_n20", "test_steps_offset (skip_prk_steps, 20 steps)", PNDM, n=20,
         skip_prk_steps=True, steps_offset=1)
     add("pndm_prk", "test_full_loop_no_noise", PNDM)
+    add("pndm_prk_alpha_one", "test_full_loop_with_set_alpha_to_one", PNDM,
+        set_alpha_to_one=True, beta_start=0.01)
+    add("pndm_prk_no_alpha_one", "test_full_loop_with_no_set_alpha_to_one", PNDM,
+        set_alpha_to_one=False, beta_start=0.01)
+    add("pndm_prk_v", "test_full_loop_with_v_prediction", PNDM, prediction_type="v_prediction")
     # test_scheduler_kdpm2_ancestral.py (shared noise)
     add("kdpm2_ancestral", "test_full_loop_no_noise (shared noise)", KDPM2_ANCESTRAL)
     add("kdpm2_ancestral_v", "test_full_loop_with_v_prediction (shared noise)", KDPM2_ANCESTRAL,

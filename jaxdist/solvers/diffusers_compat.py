@@ -686,9 +686,8 @@ def _sa_solver(config, n_steps):
 
 
 def _pndm(config, n_steps):
-    _reject(config, "skip_prk_steps", (True,), "PNDM's Runge-Kutta warm-up (diffusers' default "
-            "skip_prk_steps=False) is not mapped; use skip_prk_steps=True (PLMS, as in Stable "
-            "Diffusion's scheduler configs).")
+    # skip_prk_steps=True: PLMS (a Heun first step); False (diffusers' default): three pseudo
+    # Runge-Kutta steps with stages at the half timestep k - N // n // 2
     _reject(config, "prediction_type", ("epsilon",), "PNDMScheduler combines v predictions "
             "in its multistep sum before converting them to noise with the current sample; "
             "jaxdist's PLMS combines noise predictions. Use prediction_type='epsilon', or a "
@@ -699,7 +698,13 @@ def _pndm(config, n_steps):
         raise ValueError(f"PNDMScheduler with timestep_spacing={config['timestep_spacing']!r} "
                          f"and {n_steps} steps steps past its next timestep; use "
                          "timestep_spacing='leading'.")
-    return PLMS(), _vp_grid(config, n_steps).grid
+    if config.get("skip_prk_steps"):
+        return PLMS(), _vp_grid(config, n_steps).grid
+    if n_steps < 4 or stride % 2:
+        raise ValueError(f"PNDMScheduler's Runge-Kutta warm-up (skip_prk_steps=False) needs "
+                         f">= 4 steps and an even num_train_timesteps // n_steps (got {n_steps} "
+                         f"steps, stride {stride}); use skip_prk_steps=True.")
+    return PLMS(warmup="prk"), _vp_grid(config, n_steps).grid
 
 
 def _fixed(solver_cls):

@@ -113,7 +113,7 @@ def test_flow_match_shift():
 @pytest.mark.parametrize("config,match", [
     (cfg("ScoreSdeVeScheduler"), "_class_name"),
     # PNDM: the Runge-Kutta warm-up (diffusers' default) and v (combined before conversion)
-    (cfg("PNDMScheduler"), "skip_prk_steps"),
+    (cfg("PNDMScheduler", num_train_timesteps=1010), "even"),
     (cfg("PNDMScheduler", skip_prk_steps=True, prediction_type="v_prediction"),
      "prediction_type"),
     (cfg("PNDMScheduler", skip_prk_steps=True, timestep_spacing="linspace"), "leading"),
@@ -151,6 +151,7 @@ K_DIFFUSION_PORTS = [
     (cfg("LMSDiscreteScheduler", use_karras_sigmas=True), LMS(order=4)),
     (cfg("EulerAncestralDiscreteScheduler", timestep_spacing="trailing"), Ancestral("euler")),
     (cfg("PNDMScheduler", skip_prk_steps=True, steps_offset=1), PLMS()),
+    (cfg("PNDMScheduler"), PLMS(warmup="prk")),
     (cfg("DDPMScheduler", clip_sample=False), DDPMAncestral()),
 ]
 

@@ -6,7 +6,8 @@ order 5 on a log-SNR grid (its weights are the variable-step Adams-Bashforth wei
 and global order 2 (first-order first step: tests/solvers/test_contract.py measures it, as for
 every registered solver); its last step to ``sigma = 0`` integrates the
 polynomial (iPNDM-v returns ``x0_hat`` there), checked against the reference formula written in
-NumPy. PLMS: diffusers' loop written in NumPy, and global order 2.
+NumPy. PLMS (Heun first step) and PNDM (three pseudo-RK4 steps): diffusers' loops written in
+NumPy, and global order 2.
 """
 
 import jax.numpy as jnp
@@ -27,8 +28,9 @@ def test_lms_local_order(x64, name):
     assert abs(local_order(errors, HS_FINE) - 5) <= 0.15, errors
 
 
-def test_plms_global_order(x64):
-    solver = PLMS()
+@pytest.mark.parametrize("warmup", ["heun", "prk"])
+def test_plms_global_order(x64, warmup):
+    solver = PLMS(warmup=warmup)
     schedule, t0, t1, gmm, x_T = gaussian_problem("vp", 4)
     res = jd.testing.measure_order(
         solver, gmm.denoiser(schedule), x_T, (64, 128, 256),
@@ -68,9 +70,10 @@ def test_lms_is_the_reference_formula_and_ipndm_v_above_zero(x64):
     assert np.abs(np.asarray(ipndm) - want).max() > 1e-6  # (the reference matches to 1e-11)
 
 
-def _plms_reference(den, x, grid, schedule):
+def _plms_reference(den, x, grid, schedule, prk=False):
     """diffusers' ``PNDMScheduler.step_plms`` (``skip_prk_steps=True``) in NumPy: the DDIM
-    transfer with the Adams-Bashforth sum, the first step Heun."""
+    transfer with the Adams-Bashforth sum, the first step Heun; with ``prk``, ``step_prk``'s
+    three pseudo-RK4 steps first (stages at the midpoint time)."""
     def transfer(x, e, s, t):
         a_s, a_t = float(schedule.alpha(s)), float(schedule.alpha(t))
         x0 = (x - float(schedule.sigma(s)) * e) / a_s
@@ -83,6 +86,14 @@ def _plms_reference(den, x, grid, schedule):
     denom = (1, 2, 12, 24)
     for i in range(len(grid) - 1):
         e = eps(x, grid[i])
+        if prk and i < 3:
+            m = 0.5 * (grid[i] + grid[i + 1])
+            e2 = eps(transfer(x, e, grid[i], m), m)
+            e3 = eps(transfer(x, e2, grid[i], m), m)
+            e4 = eps(transfer(x, e3, grid[i], grid[i + 1]), grid[i + 1])
+            ets.append(e)
+            x = transfer(x, (e + 2 * e2 + 2 * e3 + e4) / 6, grid[i], grid[i + 1])
+            continue
         if i == 0:
             e = (e + eps(transfer(x, e, grid[0], grid[1]), grid[1])) / 2
             ets = [eps(x, grid[0])]
@@ -94,11 +105,14 @@ def _plms_reference(den, x, grid, schedule):
     return x
 
 
-def test_plms_is_diffusers_step_plms(x64):
+@pytest.mark.parametrize("warmup,nfe", [("heun", 8), ("prk", 16)])
+def test_plms_is_diffusers_step_plms(x64, warmup, nfe):
     schedule, t0, t1, gmm, x_T = gaussian_problem("vp", 4)
     den = gmm.denoiser(schedule)
     grid = jd.grids.logsnr_uniform(schedule, 7, t0, t1)
-    out = jd.sample(PLMS(), den, x_T, grid)
-    assert out.nfe == PLMS().nfe(7) == 8
-    want = _plms_reference(den, np.asarray(x_T), np.asarray(grid), schedule)
+    out = jd.sample(PLMS(warmup=warmup), den, x_T, grid)
+    assert out.nfe == PLMS(warmup=warmup).nfe(7) == nfe
+    want = _plms_reference(den, np.asarray(x_T), np.asarray(grid), schedule, warmup == "prk")
     np.testing.assert_allclose(out.x, want, rtol=1e-11, atol=1e-12)
+    with pytest.raises(ValueError, match="4 steps"):
+        jd.sample(PLMS(warmup="prk"), den, x_T, grid[:4])
