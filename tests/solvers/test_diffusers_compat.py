@@ -162,8 +162,10 @@ def test_more_schedulers(config, solver):
     got, schedule, grid = from_diffusers_scheduler(config, 10)
     assert got == solver
     assert isinstance(schedule, jd.schedules.VPDiscrete) and not schedule.quantize
-    want = jd.grids.from_diffusers(own_keys(config), 10)  # with the class's defaults
-    np.testing.assert_allclose(np.asarray(grid), np.asarray(want), rtol=1e-12)
+    want = np.asarray(jd.grids.from_diffusers(own_keys(config), 10))  # the class's defaults
+    if want[-1] == want[-2]:  # PNDM from timestep 0 to alphas_cumprod[0]: a step of zero length
+        want = want[:-1]
+    np.testing.assert_allclose(np.asarray(grid), want, rtol=1e-12)
     # PNDM's set_alpha_to_one=False: the last step ends at alphas_cumprod[0] (t = 1 / N)
     assert np.isclose(float(grid[-1]), 1e-3 if config["_class_name"] == "PNDMScheduler" else 0.0)
 
