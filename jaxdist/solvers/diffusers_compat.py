@@ -13,7 +13,7 @@ are ignored as diffusers does; an unknown key is an error naming the closest kno
 jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix. Each scheduler
 class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid).
 
-For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 116 full loops of
+For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 119 full loops of
 diffusers' scheduler tests to 1e-4, the stochastic ones with the draws of every step), the
 translators choose diffusers' variants: the 3M update
 weighted by ``phi_3`` (``third_order="reference"``), DEIS in ``log rho``, lower-order final steps
@@ -21,7 +21,7 @@ only below 15 steps for DPM-Solver multistep and DEIS (``final_orders`` for ``eu
 and before a repeated ``sigma_min``), and diffusers' singlestep stages on its own timesteps
 (``method="singlestep-grid"``). The k-diffusion ports (LMS, KDPM2, the ancestral ones, DPM++
 SDE) map to jaxdist's k-diffusion samplers in ``(sigma, x / alpha)``, with diffusers'
-``_sigma_to_t`` timestep for the network; PNDM (``skip_prk_steps``) to ``PLMS``, DDPM to
+``_sigma_to_t`` timestep for the network; PNDM to ``PLMS`` (Heun or PRK warm-up), DDPM to
 ``DDPMAncestral``, LCM / TCD to ``LCM`` / ``Ancestral(split="tcd")`` on their timesteps and
 SA-Solver to ``SASolver(convention="diffusers")``. See ``docs/diffusers.md``.
 """
