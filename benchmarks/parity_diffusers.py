@@ -160,6 +160,8 @@ def cases() -> list[dict]:
     add("deis_o3", "test_solver_order_and_type", DEIS, solver_order=3)
     add("deis_flow_sigmas", "(options)", DEIS, use_flow_sigmas=True, flow_shift=3.0,
         prediction_type="flow_prediction")
+    add("deis_o3_karras", "(options: repeated sigma_min)", DEIS, solver_order=3,
+        use_karras_sigmas=True)
     # test_scheduler_ddim.py
     add("ddim", "test_full_loop_no_noise", DDIM)
     add("ddim_v", "test_full_loop_with_v_prediction", DDIM, prediction_type="v_prediction")

@@ -26,8 +26,9 @@ import numpy as np
 
 from ..schedules import Schedule
 from .base import LinearMultistep, solver_dataclass
-from .primitives import (boundary_bound, check_noise_start, check_order,
-                         first_order_coefficients, multistep_orders, select_by_order)
+from .primitives import (boundary_bound, cap_final_orders, check_final_orders, check_noise_start,
+                         check_order, first_order_coefficients, multistep_orders,
+                         select_by_order)
 
 Array = jax.Array
 
@@ -133,6 +134,7 @@ class DEIS(EpsMultistep):
     (32: relative error 3e-15 on a 10-step VP grid; 16: 1e-9).
     ``variable``: ``"t"`` (tAB, default), ``"rho"`` (rhoAB: Lagrange basis in ``sigma/alpha``) or
     ``"logrho"`` (basis in ``log(sigma/alpha)``, as diffusers' ``solver_type="logrho"``).
+    ``final_orders``: caps on the orders of the last steps (as ``DPMSolverPP``'s).
     NFE = number of steps; a step to ``t = 0`` is first order and returns ``alpha_0 x0_hat``.
     """
 
@@ -140,14 +142,19 @@ class DEIS(EpsMultistep):
     lower_order_final: bool = True
     quadrature_nodes: int = 32
     variable: str = "t"
+    final_orders: tuple[int, ...] = ()
 
     def __post_init__(self):
         check_order("DEIS", self.solver_order, (1, 2, 3))
+        object.__setattr__(self, "final_orders", check_final_orders("DEIS", self.final_orders))
         if self.variable not in ("t", "rho", "logrho"):
             raise ValueError(f"DEIS: variable={self.variable!r}; use 't' (tAB), 'rho' (rhoAB) "
                              "or 'logrho' (diffusers).")
         if self.quadrature_nodes < 2:
             raise ValueError(f"DEIS: quadrature_nodes={self.quadrature_nodes} must be >= 2.")
+
+    def step_orders(self, n_steps: int):
+        return cap_final_orders(super().step_orders(n_steps), self.final_orders)
 
     def table(self, schedule, grid, k):
         return deis_tables(schedule, grid, k, self.quadrature_nodes, self.variable)

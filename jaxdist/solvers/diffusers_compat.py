@@ -591,13 +591,10 @@ def _deis(config, n_steps):
     order = _order(config, 3)
     g = _vp_grid(config, n_steps)
     lof = _multistep_lof(config, n_steps)
-    if g.dropped_zero_step:
-        if lof and order == 3:
-            raise ValueError("DEISMultistepScheduler of order 3 with converted sigmas "
-                             "(use_karras_sigmas, ...) and lower_order_final below 15 steps "
-                             "takes a second-order step before its repeated sigma_min, which "
-                             "jaxdist's DEIS does not express; use solver_order=2.")
-        lof = False
+    if g.dropped_zero_step:  # the real last step keeps its order (2 with lower_order_final)
+        caps = (2,) if lof and order == 3 else ()
+        return DEIS(order=order, variable="logrho", lower_order_final=False,
+                    final_orders=caps), g.grid
     return DEIS(order=order, variable="logrho", lower_order_final=lof), g.grid
 
 

@@ -131,7 +131,6 @@ def test_flow_match_shift():
     # defect 6: misspelled keys name the closest known one
     (cfg("DPMSolverMultistepScheduler", beta_shedule="linear"), "did you mean 'beta_schedule'"),
     (cfg("UniPCMultistepScheduler", solver_ordr=3), "did you mean 'solver_order'"),
-    (cfg("DEISMultistepScheduler", solver_order=3, use_karras_sigmas=True), "solver_order=2"),
     (cfg("UniPCMultistepScheduler", use_karras_sigmas=True, final_sigmas_type="sigma_min",
          lower_order_final=False), "lower_order_final=True"),
     (cfg("DPMSolverMultistepScheduler", prediction_type="weird"), "prediction_type"),
@@ -168,6 +167,17 @@ def test_more_schedulers(config, solver):
     np.testing.assert_allclose(np.asarray(grid), want, rtol=1e-12)
     # PNDM's set_alpha_to_one=False: the last step ends at alphas_cumprod[0] (t = 1 / N)
     assert np.isclose(float(grid[-1]), 1e-3 if config["_class_name"] == "PNDMScheduler" else 0.0)
+
+
+def test_deis_before_a_repeated_sigma_min_keeps_the_last_order():
+    """DEIS of order 3 with Karras sigmas below 15 steps: diffusers' repeated sigma_min (a step
+    that does nothing) is dropped; the real last step is second order (final_orders)."""
+    config = cfg("DEISMultistepScheduler", solver_order=3, use_karras_sigmas=True)
+    solver, _, grid = from_diffusers_scheduler(config, 10)
+    assert solver == jd.solvers.DEIS(order=3, variable="logrho", lower_order_final=False,
+                                     final_orders=(2,))
+    assert solver.step_orders(10).tolist() == [1, 2, 3, 3, 3, 3, 3, 3, 3, 2]
+    assert grid.shape == (10,)
 
 
 def test_sa_solver_in_diffusers_convention():
