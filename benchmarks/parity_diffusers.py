@@ -128,6 +128,11 @@ def cases() -> list[dict]:
         algorithm_type="sde-dpmsolver++", final_sigmas_type="zero", t_start=5)
     add("dpm_multi_sde_karras_sigma_min", "(options: stochastic, repeated sigma_min)", DPM_MULTI,
         algorithm_type="sde-dpmsolver++", use_karras_sigmas=True, lower_order_final=True)
+    add("dpm_multi_sde_o3_karras_sigma_min", "(options: stochastic, repeated sigma_min)",
+        DPM_MULTI, algorithm_type="sde-dpmsolver++", solver_order=3, use_karras_sigmas=True,
+        lower_order_final=True)
+    add("dpm_multi_sde_euler_at_final", "(options: stochastic)", DPM_MULTI,
+        algorithm_type="sde-dpmsolver++", euler_at_final=True)
     # test_scheduler_dpm_single.py
     add("dpm_single", "test_full_loop_no_noise", DPM_SINGLE)
     add("dpm_single_karras", "test_full_loop_with_karras", DPM_SINGLE, use_karras_sigmas=True)

@@ -525,21 +525,13 @@ def _dpm_multistep(config, n_steps):
     stype = config.get("solver_type", "midpoint")
     order = _order(config)
     g = _vp_grid(config, n_steps)
+    finals = _dpm_final_orders(config, n_steps, order, g.dropped_zero_step)
     if algo == "sde-dpmsolver++":
-        lof = _multistep_lof(config, n_steps)
-        if config.get("euler_at_final", False) or (g.dropped_zero_step and lof and order == 3):
-            raise ValueError("config['algorithm_type']='sde-dpmsolver++' with euler_at_final=True, "
-                             "or of order 3 before a repeated sigma_min (converted sigmas, "
-                             "final_sigmas_type='sigma_min') below 15 steps with "
-                             "lower_order_final (a second-order last step), is not mapped; use "
-                             "final_sigmas_type='zero'.")
-        # the zero-length step (dropped) does nothing; the real last step keeps its order
         return SDEDPMSolverPP(order=order, solver_type=stype, third_order="diffusers",
-                              lower_order_final=lof and not g.dropped_zero_step), g.grid
+                              **finals), g.grid
     if algo not in ("dpmsolver++", "dpmsolver"):
         raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
                          "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
-    finals = _dpm_final_orders(config, n_steps, order, g.dropped_zero_step)
     third = "reference" if order == 3 else "taylor"  # diffusers' 3M update (phi_3 weight)
     if algo == "dpmsolver++":
         solver = DPMSolverPP(order=order, solver_type=stype, third_order=third, **finals)
