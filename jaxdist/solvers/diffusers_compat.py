@@ -13,7 +13,7 @@ are ignored as diffusers does; an unknown key is an error naming the closest kno
 jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix. Each scheduler
 class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid).
 
-For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 120 full loops of
+For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 122 full loops of
 diffusers' scheduler tests to 1e-4, the stochastic ones with the draws of every step), the
 translators choose diffusers' variants: the 3M update
 weighted by ``phi_3`` (``third_order="reference"``), DEIS in ``log rho``, lower-order final steps
