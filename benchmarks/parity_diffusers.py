@@ -62,7 +62,17 @@ EDM_DPM = {"_class_name": "EDMDPMSolverMultistepScheduler", "sigma_min": 0.002, 
            "lower_order_final": False, "euler_at_final": False, "final_sigmas_type": "sigma_min"}
 LMS = dict(LINEAR, _class_name="LMSDiscreteScheduler", num_train_timesteps=1100)
 KDPM2 = dict(LINEAR, _class_name="KDPM2DiscreteScheduler", num_train_timesteps=1100)
-SIGMA_UNITS = ("LMSDiscreteScheduler", "KDPM2DiscreteScheduler")  # not translated by jaxdist
+KDPM2_ANCESTRAL = dict(LINEAR, _class_name="KDPM2AncestralDiscreteScheduler",
+                       num_train_timesteps=1100)
+LCM = {"_class_name": "LCMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,
+       "beta_end": 0.0120, "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
+TCD = dict(LCM, _class_name="TCDScheduler")
+DPM_SDE = dict(LINEAR, _class_name="DPMSolverSDEScheduler", num_train_timesteps=1100)
+SA = dict(LINEAR, _class_name="SASolverScheduler", num_train_timesteps=1100)
+PNDM = dict(LINEAR, _class_name="PNDMScheduler")
+DDPM = dict(LINEAR, _class_name="DDPMScheduler", variance_type="fixed_small", clip_sample=True)
+EULER_ANCESTRAL = dict(LINEAR, _class_name="EulerAncestralDiscreteScheduler",
+                       num_train_timesteps=1100)
 EDM_EULER = {"_class_name": "EDMEulerScheduler", "num_train_timesteps": 256, "sigma_min": 0.002,
              "sigma_max": 80.0}
 
@@ -116,6 +126,13 @@ def cases() -> list[dict]:
         final_sigmas_type="zero")
     add("dpm_multi_sde_noise", "(options: stochastic)", DPM_MULTI,
         algorithm_type="sde-dpmsolver++", final_sigmas_type="zero", t_start=5)
+    add("dpm_multi_sde_karras_sigma_min", "(options: stochastic, repeated sigma_min)", DPM_MULTI,
+        algorithm_type="sde-dpmsolver++", use_karras_sigmas=True, lower_order_final=True)
+    add("dpm_multi_sde_o3_karras_sigma_min", "(options: stochastic, repeated sigma_min)",
+        DPM_MULTI, algorithm_type="sde-dpmsolver++", solver_order=3, use_karras_sigmas=True,
+        lower_order_final=True)
+    add("dpm_multi_sde_euler_at_final", "(options: stochastic)", DPM_MULTI,
+        algorithm_type="sde-dpmsolver++", euler_at_final=True)
     # test_scheduler_dpm_single.py
     add("dpm_single", "test_full_loop_no_noise", DPM_SINGLE)
     add("dpm_single_karras", "test_full_loop_with_karras", DPM_SINGLE, use_karras_sigmas=True)
@@ -148,6 +165,8 @@ def cases() -> list[dict]:
     add("deis_o3", "test_solver_order_and_type", DEIS, solver_order=3)
     add("deis_flow_sigmas", "(options)", DEIS, use_flow_sigmas=True, flow_shift=3.0,
         prediction_type="flow_prediction")
+    add("deis_o3_karras", "(options: repeated sigma_min)", DEIS, solver_order=3,
+        use_karras_sigmas=True)
     # test_scheduler_ddim.py
     add("ddim", "test_full_loop_no_noise", DDIM)
     add("ddim_v", "test_full_loop_with_v_prediction", DDIM, prediction_type="v_prediction")
@@ -180,11 +199,78 @@ def cases() -> list[dict]:
     add("edm_dpm_exponential", "(options)", EDM_DPM, sigma_schedule="exponential",
         final_sigmas_type="zero")
     add("edm_euler", "test_full_loop_no_noise", EDM_EULER)
-    # test_scheduler_lms.py / test_scheduler_kdpm2_discrete.py: no jaxdist translator
+    # test_scheduler_lms.py / test_scheduler_kdpm2_discrete.py (the plain loop, as Euler)
     add("lms", "test_full_loop_no_noise", LMS)
     add("lms_karras", "test_full_loop_device_karras_sigmas", LMS, use_karras_sigmas=True)
     add("kdpm2", "test_full_loop_no_noise", KDPM2)
     add("kdpm2_v", "test_full_loop_with_v_prediction", KDPM2, prediction_type="v_prediction")
+    add("lms_v", "test_full_loop_with_v_prediction", LMS, prediction_type="v_prediction")
+    add("lms_exponential_sigmas", "(options)", LMS, use_exponential_sigmas=True)
+    add("kdpm2_noise", "(options)", KDPM2, t_start=5)
+    add("kdpm2_exponential_sigmas", "(options)", KDPM2, use_exponential_sigmas=True)
+    add("kdpm2_trailing", "(options)", KDPM2, timestep_spacing="trailing")
+    add("kdpm2_karras", "test_full_loop_device_karras_sigmas", KDPM2, use_karras_sigmas=True)
+    # test_scheduler_pndm.py: PLMS (skip_prk_steps=True) and the tests' default Runge-Kutta
+    # warm-up, diffusers' plain loop over its timesteps (prk, then plms: the tests' loop)
+    add("pndm_plms", "test_full_loop_no_noise (skip_prk_steps)", PNDM, skip_prk_steps=True)
+    add("pndm_plms_v", "test_full_loop_with_v_prediction (skip_prk_steps)", PNDM,
+        skip_prk_steps=True, prediction_type="v_prediction")
+    add("pndm_plms_alpha_one", "test_full_loop_with_set_alpha_to_one (skip_prk_steps)", PNDM,
+        skip_prk_steps=True, set_alpha_to_one=True, beta_start=0.01)
+    add("pndm_plms_no_alpha_one", "test_full_loop_with_no_set_alpha_to_one (skip_prk_steps)",
+        PNDM, skip_prk_steps=True, set_alpha_to_one=False, beta_start=0.01)
+    add("pndm_plms_offset1_n20", "test_steps_offset (skip_prk_steps, 20 steps)", PNDM, n=20,
+        skip_prk_steps=True, steps_offset=1)
+    add("pndm_prk", "test_full_loop_no_noise", PNDM)
+    add("pndm_prk_alpha_one", "test_full_loop_with_set_alpha_to_one", PNDM,
+        set_alpha_to_one=True, beta_start=0.01)
+    add("pndm_prk_no_alpha_one", "test_full_loop_with_no_set_alpha_to_one", PNDM,
+        set_alpha_to_one=False, beta_start=0.01)
+    add("pndm_prk_v", "test_full_loop_with_v_prediction", PNDM, prediction_type="v_prediction")
+    # test_scheduler_kdpm2_ancestral.py (shared noise)
+    add("kdpm2_ancestral", "test_full_loop_no_noise (shared noise)", KDPM2_ANCESTRAL)
+    add("kdpm2_ancestral_v", "test_full_loop_with_v_prediction (shared noise)", KDPM2_ANCESTRAL,
+        prediction_type="v_prediction")
+    add("kdpm2_ancestral_noise", "(options: shared noise)", KDPM2_ANCESTRAL, t_start=5)
+    # test_scheduler_lcm.py (shared noise; 10 and 4 steps of the 50 original ones)
+    add("lcm", "test_full_loop_onestep_deter / multistep (10 steps, shared noise)", LCM)
+    add("lcm_4", "test_full_loop_multistep (4 steps, shared noise)", LCM, n=4)
+    add("lcm_v", "(options: shared noise)", LCM, prediction_type="v_prediction")
+    add("lcm_original_30_clip", "(options: shared noise)", LCM, original_inference_steps=30,
+        clip_sample=True, clip_sample_range=0.3)
+    add("lcm_scaling_0.05", "(options: shared noise; the boundary condition acts)", LCM,
+        timestep_scaling=0.05)
+    # test_scheduler_tcd.py (step's default gamma = eta = 0.3; shared noise)
+    add("tcd", "test_full_loop_multistep (10 steps, shared noise)", TCD)
+    add("tcd_4", "test_full_loop_onestep_deter / multistep (4 steps, shared noise)", TCD, n=4)
+    add("tcd_v", "(options: shared noise)", TCD, prediction_type="v_prediction")
+    # test_scheduler_dpm_sde.py (k-diffusion's dpmpp_sde: both draws of each step from tables)
+    add("dpm_sde", "test_full_loop_no_noise (shared noise)", DPM_SDE)
+    add("dpm_sde_v", "test_full_loop_with_v_prediction (shared noise)", DPM_SDE,
+        prediction_type="v_prediction")
+    add("dpm_sde_karras", "test_full_loop_device_karras_sigmas (shared noise)", DPM_SDE,
+        use_karras_sigmas=True)
+    add("dpm_sde_noise", "(options: shared noise)", DPM_SDE, t_start=5)
+    # test_scheduler_sasolver.py (shared noise)
+    add("sasolver", "test_full_loop_no_noise (shared noise)", SA)
+    add("sasolver_v", "test_full_loop_with_v_prediction (shared noise)", SA,
+        prediction_type="v_prediction")
+    add("sasolver_karras", "test_full_loop_device_karras_sigmas (shared noise)", SA,
+        use_karras_sigmas=True)
+    add("sasolver_o3", "(options: shared noise)", SA, predictor_order=3, corrector_order=4)
+    # test_scheduler_ddpm.py (10 steps; the noise of each step from the shared table)
+    add("ddpm", "test_full_loop_no_noise (10 steps, shared noise)", DDPM)
+    add("ddpm_v", "test_full_loop_with_v_prediction (10 steps, shared noise)", DDPM,
+        prediction_type="v_prediction")
+    add("ddpm_no_clip_trailing", "(options: shared noise)", DDPM, clip_sample=False,
+        timestep_spacing="trailing")
+    add("ddpm_fixed_large", "test_variance_type (options)", DDPM, variance_type="fixed_large")
+    # test_scheduler_euler_ancestral.py (the noise drawn by each step from a shared table)
+    add("euler_ancestral", "test_full_loop_no_noise (shared noise)", EULER_ANCESTRAL)
+    add("euler_ancestral_v", "test_full_loop_with_v_prediction (shared noise)", EULER_ANCESTRAL,
+        prediction_type="v_prediction")
+    add("euler_ancestral_noise", "test_full_loop_with_noise (shared noise)", EULER_ANCESTRAL,
+        t_start=8)
     # flow matching (the dummy model on diffusers' flow schedulers)
     add("flow_euler", "(options)", FLOW)
     add("flow_euler_shift3", "(options)", FLOW, shift=3.0)
@@ -203,7 +289,7 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
     import torch
 
     from jaxdist.testing.scheduler_tests import (EULER_TYPE, dummy_noise_deter,
-                                                 dummy_sample_deter, variance_noise)
+                                                 dummy_sample_deter, stage_noise, variance_noise)
 
     config = case["config"]
     sched = scheduler_of(config)
@@ -211,7 +297,7 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
         float64_schedule(sched)
     dtype = torch.float64 if float64 else torch.float32
     sched.set_timesteps(case["n_steps"])
-    euler = config["_class_name"] in EULER_TYPE + SIGMA_UNITS
+    euler = config["_class_name"] in EULER_TYPE
     edm = config["_class_name"].startswith("EDM")
 
     def model(x, t):
@@ -230,6 +316,26 @@ def diffusers_loop(case: dict, float64: bool) -> np.ndarray:
     step_args = inspect.signature(sched.step).parameters
     table = torch.tensor(variance_noise(len(sched.timesteps)), dtype=dtype)[case["t_start"]:]
     stochastic = "sde" in str(config.get("algorithm_type", ""))
+    full_table = torch.tensor(variance_noise(len(sched.timesteps)), dtype=dtype)
+    module = sys.modules[type(sched).__module__]
+    drawn = [case["t_start"]]  # a step's own draws: the next row of the table
+
+    def table_row(shape, **kw):
+        drawn[0] += 1
+        return full_table[drawn[0] - 1].reshape(shape)
+
+    if hasattr(module, "randn_tensor"):
+        module.randn_tensor = table_row
+    if hasattr(sched, "noise_sampler"):  # DPMSolverSDE: the stage's draw, then the step's
+        stages = torch.tensor(stage_noise(len(sched.timesteps)), dtype=dtype)
+        calls = [0]
+
+        def noise_sampler(sigma, sigma_next):
+            calls[0] += 1
+            row = case["t_start"] + (calls[0] - 1) // 2
+            return (stages if calls[0] % 2 else full_table)[row]
+
+        sched.noise_sampler = noise_sampler
     with torch.no_grad():
         for i, t in enumerate(timesteps):
             x_in = sched.scale_model_input(sample, t) if (euler or edm) else sample

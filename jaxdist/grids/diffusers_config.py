@@ -48,11 +48,13 @@ class _Plan(NamedTuple):
 
 def family(config: Mapping[str, Any]) -> str:
     """Which ``set_timesteps`` implementation a diffusers ``_class_name`` uses: ``ddim`` (DDIM,
-    DDPM, PNDM), ``euler`` (Euler, Heun, LMS), ``dpm``, ``singlestep``, ``deis``, ``flow``
+    DDPM, PNDM), ``euler`` (Euler, Heun, LMS, KDPM2), ``dpm``, ``singlestep``, ``deis``, ``flow``
     (FlowMatch*) or ``unipc`` (UniPC and the other multistep schedulers that share its code)."""
     cls = str(config.get("_class_name", "DPMSolverMultistepScheduler"))
     for prefix, name in (("DDIM", "ddim"), ("DDPM", "ddim"), ("PNDM", "ddim"), ("Euler", "euler"),
-                         ("Heun", "euler"), ("LMS", "euler"), ("DPMSolverSinglestep", "singlestep"),
+                         ("Heun", "euler"), ("LMS", "euler"), ("KDPM2", "euler"),
+                         ("DPMSolverSDE", "euler"),
+                         ("DPMSolverSinglestep", "singlestep"),
                          ("DPMSolverMultistep", "dpm"), ("DEIS", "deis"), ("FlowMatch", "flow")):
         if cls.startswith(prefix):
             return name
@@ -167,7 +169,7 @@ def _final_kind(config: Mapping[str, Any], fam: str) -> str:
     if kind not in ("zero", "sigma_min"):
         raise ValueError(f"config['final_sigmas_type']={kind!r}: use 'zero' or 'sigma_min'.")
     if fam == "euler" and not str(config.get("_class_name", "")).startswith("EulerDiscrete"):
-        return "zero"  # Heun, LMS and EulerAncestral always end at sigma = 0
+        return "zero"  # Heun, LMS, KDPM2 and EulerAncestral always end at sigma = 0
     return kind
 
 

@@ -40,6 +40,8 @@ from .langevin import LangevinCorrector as LangevinCorrector
 from .langevin import NoPredictor as NoPredictor
 from .langevin import PredictorCorrector as PredictorCorrector
 from .langevin import annealed_langevin as annealed_langevin
+from .lms import LMS as LMS
+from .plms import PLMS as PLMS
 from .plans import StepPlan as StepPlan
 from .runge_kutta import RungeKutta as RungeKutta
 from .sde import DDPMAncestral as DDPMAncestral
@@ -78,7 +80,7 @@ __all__ = [
     # ComfyUI's newer named samplers (comfy-names)
     "RESMultistep", "GradientEstimation", "ERSDE", "SEEDS", "SASolver",
     # kdiff-names
-    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2",
+    "Ancestral", "DPMSolverPPSDE", "LCM", "HeunPP2", "LMS", "PLMS",
     # CFG++ for data-prediction multistep solvers
     "Renoised", "cfgpp_solver",
 ]

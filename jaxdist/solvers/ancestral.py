@@ -11,6 +11,10 @@ ComfyUI runs k-diffusion's samplers on VP models.
 
 * ``split="kdiffusion"`` (``get_ancestral_step``): ``s_up = min(s_next, eta sqrt(s_next^2
   (s^2 - s_next^2) / s^2))``; ``eta = 1`` gives ``s_down = s_next^2 / s`` (DDPM's posterior).
+* ``split="tcd"`` (diffusers' ``TCDScheduler``, ``gamma = eta``): ``t_down`` at the model's
+  timestep ``floor((1 - eta) k_next)`` (``k_next`` the model time of ``t_next``: integer
+  timesteps of ``VPDiscrete``), then forward noise to ``t_next``, ``s_up^2 = s_next^2 -
+  s_down^2``.
 * ``split="rf"`` (ComfyUI's ``*_RF`` samplers, rectified flow ``x = (1 - t) x0 + t eps``):
   ``t_down = t_next (1 + (t_next / t - 1) eta)``, ``s_down = t_down / (1 - t_down)``, then
   ``x_next = (alpha_next / alpha_down) x_down + s_noise sqrt(t_next^2 - (t_down alpha_next /
@@ -71,7 +75,7 @@ __all__ = ["Ancestral", "AncestralCoefs", "DPMSolverPPSDE", "DPMPPSDECoefs", "LC
            "ancestral_split"]
 
 _METHODS = ("euler", "dpm2", "dpm++2s")
-_SPLITS = ("kdiffusion", "rf")
+_SPLITS = ("kdiffusion", "rf", "tcd")
 
 
 
@@ -98,6 +102,11 @@ def ancestral_split(schedule, t: Array, t_next: Array, eta: float,
         s_down = t_down / (1.0 - t_down)
         s_up = safe_sqrt(s_next**2 - s_down**2)
         return jnp.where(t_next > 0, t_down, t_next), jnp.where(t_next > 0, s_up, 0.0)
+    if split == "tcd":  # TCD's gamma = eta: down to timestep floor((1 - eta) k_next)
+        k_down = jnp.floor((1.0 - eta) * schedule.model_time(t_next) + 1e-6)
+        t_down = jnp.minimum(schedule.t_from_model_time(k_down), t_next)
+        s_up = safe_sqrt(s_next**2 - _edm_sigma(schedule, t_down) ** 2)
+        return t_down, s_up
     ratio = jnp.where(jnp.isinf(s), 0.0, s_next**2 / jnp.where(jnp.isinf(s), 1.0, s) ** 2)
     s_up = jnp.minimum(s_next, eta * s_next * safe_sqrt(1.0 - ratio))
     s_down = safe_sqrt(s_next**2 - s_up**2)
@@ -144,7 +153,8 @@ class Ancestral(ExplicitStages):
         ``"dpm++2s"`` (``dpmpp_2s_ancestral``).
       eta: noise amount (0: the deterministic sampler; 1: k-diffusion's default).
       s_noise: scale of the added noise (k-diffusion's ``s_noise``; 1 keeps the marginals).
-      split: ``"kdiffusion"`` or ``"rf"`` (ComfyUI's rectified-flow form; RectifiedFlow only).
+      split: ``"kdiffusion"``, ``"rf"`` (ComfyUI's rectified-flow form; RectifiedFlow only) or
+        ``"tcd"`` (diffusers' TCD, ``eta`` = its ``gamma``; ``method="euler"``).
       noise: optional noise source (``jd.noise``).
       cfg_pp: ComfyUI's CFG++ form (module docstring; use with ``jd.guidance.CFGPlusPlus``).
 
@@ -167,6 +177,8 @@ class Ancestral(ExplicitStages):
         if self.method not in _METHODS:
             raise ValueError(f"{name}: method={self.method!r}; use one of {_METHODS}.")
         _check_common(name, self.eta, self.s_noise, self.split)
+        if self.split == "tcd" and (self.method != "euler" or not self.eta <= 1):
+            raise ValueError(f"{name}: split='tcd' takes method='euler' and eta (gamma) <= 1.")
 
     @property
     def order(self) -> int:

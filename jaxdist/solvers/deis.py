@@ -26,12 +26,13 @@ import numpy as np
 
 from ..schedules import Schedule
 from .base import LinearMultistep, solver_dataclass
-from .primitives import (boundary_bound, check_noise_start, check_order,
-                         first_order_coefficients, multistep_orders, select_by_order)
+from .primitives import (boundary_bound, cap_final_orders, check_final_orders, check_noise_start,
+                         check_order, first_order_coefficients, multistep_orders,
+                         select_by_order)
 
 Array = jax.Array
 
-__all__ = ["DEIS", "IPNDM", "deis_tables", "IPNDM_WEIGHTS"]
+__all__ = ["DEIS", "IPNDM", "EpsMultistep", "deis_tables", "IPNDM_WEIGHTS"]
 
 #: Adams-Bashforth weights of iPNDM-p on ``eps_i, eps_{i-1}, ..``
 IPNDM_WEIGHTS = (
@@ -92,6 +93,9 @@ class EpsMultistep(LinearMultistep):
     give ``table(schedule, grid, k) -> b [n, k]`` for each order ``k``."""
 
     space = "eps"
+    #: a step to ``t = 0`` is first order (returns ``alpha_0 x0_hat``); LMS integrates its
+    #: polynomial there instead
+    first_order_to_zero = True
 
     def validate(self, schedule, grid):
         check_noise_start(type(self).__name__, "eps", schedule, grid)
@@ -113,7 +117,9 @@ class EpsMultistep(LinearMultistep):
     def weights(self, schedule, grid):
         a, _ = first_order_coefficients("eps", schedule, grid[:-1], grid[1:])
         tables = [self.table(schedule, grid, k) for k in range(1, self.solver_order + 1)]
-        orders = jnp.where(grid[1:] == 0, 1, jnp.asarray(self.step_orders(grid.shape[0] - 1)))
+        orders = jnp.asarray(self.step_orders(grid.shape[0] - 1))
+        if self.first_order_to_zero:
+            orders = jnp.where(grid[1:] == 0, 1, orders)
         return a, select_by_order(orders, tables, self.solver_order)
 
 
@@ -128,6 +134,7 @@ class DEIS(EpsMultistep):
     (32: relative error 3e-15 on a 10-step VP grid; 16: 1e-9).
     ``variable``: ``"t"`` (tAB, default), ``"rho"`` (rhoAB: Lagrange basis in ``sigma/alpha``) or
     ``"logrho"`` (basis in ``log(sigma/alpha)``, as diffusers' ``solver_type="logrho"``).
+    ``final_orders``: caps on the orders of the last steps (as ``DPMSolverPP``'s).
     NFE = number of steps; a step to ``t = 0`` is first order and returns ``alpha_0 x0_hat``.
     """
 
@@ -135,14 +142,19 @@ class DEIS(EpsMultistep):
     lower_order_final: bool = True
     quadrature_nodes: int = 32
     variable: str = "t"
+    final_orders: tuple[int, ...] = ()
 
     def __post_init__(self):
         check_order("DEIS", self.solver_order, (1, 2, 3))
+        object.__setattr__(self, "final_orders", check_final_orders("DEIS", self.final_orders))
         if self.variable not in ("t", "rho", "logrho"):
             raise ValueError(f"DEIS: variable={self.variable!r}; use 't' (tAB), 'rho' (rhoAB) "
                              "or 'logrho' (diffusers).")
         if self.quadrature_nodes < 2:
             raise ValueError(f"DEIS: quadrature_nodes={self.quadrature_nodes} must be >= 2.")
+
+    def step_orders(self, n_steps: int):
+        return cap_final_orders(super().step_orders(n_steps), self.final_orders)
 
     def table(self, schedule, grid, k):
         return deis_tables(schedule, grid, k, self.quadrature_nodes, self.variable)

@@ -13,12 +13,17 @@ are ignored as diffusers does; an unknown key is an error naming the closest kno
 jaxdist cannot reproduce raise a ``ValueError`` naming the option and the fix. Each scheduler
 class has its own translator in :data:`TRANSLATORS` (config, n_steps -> solver and grid).
 
-For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 68 full loops of
-diffusers' scheduler tests to 1e-4), the translators choose diffusers' variants: the 3M update
+For diffusers' numbers (``tests/solvers/test_parity_golden.py`` checks 122 full loops of
+diffusers' scheduler tests to 1e-4, the stochastic ones with the draws of every step), the
+translators choose diffusers' variants: the 3M update
 weighted by ``phi_3`` (``third_order="reference"``), DEIS in ``log rho``, lower-order final steps
 only below 15 steps for DPM-Solver multistep and DEIS (``final_orders`` for ``euler_at_final``
 and before a repeated ``sigma_min``), and diffusers' singlestep stages on its own timesteps
-(``method="singlestep-grid"``). See ``docs/diffusers.md``.
+(``method="singlestep-grid"``). The k-diffusion ports (LMS, KDPM2, the ancestral ones, DPM++
+SDE) map to jaxdist's k-diffusion samplers in ``(sigma, x / alpha)``, with diffusers'
+``_sigma_to_t`` timestep for the network; PNDM to ``PLMS`` (Heun or PRK warm-up), DDPM to
+``DDPMAncestral``, LCM / TCD to ``LCM`` / ``Ancestral(split="tcd")`` on their timesteps and
+SA-Solver to ``SASolver(convention="diffusers")``. See ``docs/diffusers.md``.
 """
 
 from __future__ import annotations
@@ -33,12 +38,17 @@ from .. import grids
 from ..denoiser import (BaseDenoiser, ClipX0, Denoiser, DenoiserTransform, DynamicThreshold,
                         EDMPreconditioned)
 from ..schedules import EDM, RectifiedFlow, Schedule, VPDiscrete
+from .ancestral import LCM, Ancestral, DPMSolverPPSDE
 from .base import Solver
 from .ddim import DDIM
 from .deis import DEIS
 from .dpm_solver import DPMSolver, DPMSolverPP, diffusers_singlestep_orders
 from .edm import EulerEDM, HeunEDM
+from .lms import LMS
+from .plms import PLMS
 from .runge_kutta import RungeKutta
+from .sa_solver import SASolver
+from .sde import DDPMAncestral
 from .sde_dpm_solver import SDEDPMSolverPP
 from .tableaux import EULER
 from .unipc import UniPC
@@ -81,6 +91,9 @@ _SIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "us
 _DPM = _BETAS + _THRESHOLD + _SIGMAS + (
     "solver_order", "algorithm_type", "solver_type", "lower_order_final", "lambda_min_clipped",
     "variance_type", "final_sigmas_type")
+# the k-diffusion ports (KDPM2, LMS, ...): sigma conversions and spacing
+_KSIGMAS = ("use_karras_sigmas", "use_exponential_sigmas", "use_beta_sigmas", "timestep_spacing",
+            "steps_offset")
 #: diffusers 0.42.1's ``__init__`` keys of each supported scheduler class
 CONFIG_KEYS: dict[str, frozenset] = {
     "DPMSolverMultistepScheduler": frozenset(_DPM + (
@@ -111,6 +124,26 @@ CONFIG_KEYS: dict[str, frozenset] = {
     "EDMEulerScheduler": frozenset((
         "sigma_min", "sigma_max", "sigma_data", "sigma_schedule", "num_train_timesteps",
         "prediction_type", "rho", "final_sigmas_type")),
+    "DDPMScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "variance_type", "clip_sample", "clip_sample_range", "timestep_spacing", "steps_offset",
+        "rescale_betas_zero_snr")),
+    "LCMScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "original_inference_steps", "clip_sample", "clip_sample_range", "set_alpha_to_one",
+        "steps_offset", "timestep_spacing", "timestep_scaling", "rescale_betas_zero_snr")),
+    "TCDScheduler": frozenset(_BETAS + _THRESHOLD + (
+        "original_inference_steps", "clip_sample", "clip_sample_range", "set_alpha_to_one",
+        "steps_offset", "timestep_spacing", "timestep_scaling", "rescale_betas_zero_snr")),
+    "SASolverScheduler": frozenset(_BETAS + _THRESHOLD + _SIGMAS + (
+        "predictor_order", "corrector_order", "tau_func", "algorithm_type", "lower_order_final",
+        "lambda_min_clipped", "variance_type", "timestep_spacing", "steps_offset")),
+    "PNDMScheduler": frozenset(_BETAS + (
+        "skip_prk_steps", "set_alpha_to_one", "timestep_spacing", "steps_offset")),
+    "EulerAncestralDiscreteScheduler": frozenset(_BETAS + (
+        "timestep_spacing", "steps_offset", "rescale_betas_zero_snr")),
+    "KDPM2DiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
+    "DPMSolverSDEScheduler": frozenset(_BETAS + _KSIGMAS + ("noise_sampler_seed",)),
+    "KDPM2AncestralDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
+    "LMSDiscreteScheduler": frozenset(_BETAS + _KSIGMAS),
     "FlowMatchEulerDiscreteScheduler": frozenset((
         "num_train_timesteps", "shift", "use_dynamic_shifting", "base_shift", "max_shift",
         "base_image_seq_len", "max_image_seq_len", "invert_sigmas", "shift_terminal",
@@ -148,6 +181,28 @@ DEFAULTS: dict[str, dict] = {
         _EDM_DEFAULTS, solver_order=2, algorithm_type="dpmsolver++", solver_type="midpoint",
         lower_order_final=True, euler_at_final=False, final_sigmas_type="zero"),
     "EDMEulerScheduler": dict(_EDM_DEFAULTS, final_sigmas_type="zero"),
+    "DDPMScheduler": dict(_BETA_DEFAULTS, variance_type="fixed_small", clip_sample=True,
+                          timestep_spacing="leading", steps_offset=0),
+    "LCMScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", original_inference_steps=50,
+                         clip_sample=False, timestep_scaling=10.0),
+    "TCDScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                         beta_schedule="scaled_linear", original_inference_steps=50,
+                         clip_sample=False),
+    "SASolverScheduler": dict(_BETA_DEFAULTS, predictor_order=2, corrector_order=2,
+                              algorithm_type="data_prediction", lower_order_final=True,
+                              timestep_spacing="linspace", steps_offset=0),
+    "PNDMScheduler": dict(_BETA_DEFAULTS, skip_prk_steps=False, set_alpha_to_one=False,
+                          timestep_spacing="leading", steps_offset=0),
+    "EulerAncestralDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace",
+                                            steps_offset=0),
+    "KDPM2DiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                   timestep_spacing="linspace", steps_offset=0),
+    "KDPM2AncestralDiscreteScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                            timestep_spacing="linspace", steps_offset=0),
+    "LMSDiscreteScheduler": dict(_BETA_DEFAULTS, timestep_spacing="linspace", steps_offset=0),
+    "DPMSolverSDEScheduler": dict(_BETA_DEFAULTS, beta_start=0.00085, beta_end=0.012,
+                                  timestep_spacing="linspace", steps_offset=0),
     "FlowMatchEulerDiscreteScheduler": {"num_train_timesteps": 1000, "shift": 1.0},
 }
 #: keys of diffusers' other schedulers (DDPM, PNDM, LMS, KDPM2, EDM, LCM, SA-Solver, ...):
@@ -240,11 +295,35 @@ def denoiser_from_diffusers(fn: Callable[..., Array], config: Mapping[str, Any])
                                 truncate=bool(own.get("use_flow_sigmas")))
     elif _timestep_rounding(own) == "trunc":
         fn = _DiffusersTimestep(fn, truncate=True)
-    return _wrap_thresholds(Denoiser(fn, schedule, prediction_from_diffusers(own)), own)
+    elif cls in _FRACTIONAL_TIMESTEPS:
+        fn = _SigmaTimestep(fn, schedule)
+    den = _wrap_thresholds(Denoiser(fn, schedule, prediction_from_diffusers(own)), own)
+    if cls == "LCMScheduler":
+        den = _ConsistencyBoundary(den, float(own["timestep_scaling"]))
+    return den
+
+
+class _ConsistencyBoundary(DenoiserTransform):
+    """LCM's boundary condition: ``D = c_out x0_hat + c_skip x`` with ``c_skip = s_d^2 /
+    (tau^2 + s_d^2)``, ``c_out = tau / sqrt(tau^2 + s_d^2)``, ``tau = scaling * timestep``,
+    ``s_d = 0.5``; ``eps_hat`` recomputed."""
+
+    def __init__(self, inner: BaseDenoiser, scaling: float, sigma_data: float = 0.5):
+        self.inner, self.scaling, self.sigma_data = inner, float(scaling), float(sigma_data)
+
+    def transform(self, x0, eps, x, t):
+        s = self.schedule
+        tau = self.scaling * s.model_time(t)
+        c_skip = self.sigma_data**2 / (tau**2 + self.sigma_data**2)
+        c_out = tau / jax.numpy.sqrt(tau**2 + self.sigma_data**2)
+        x0 = c_out * x0 + c_skip * x
+        return x0, (x - s.alpha(t) * x0) / s.sigma(t)
 
 
 def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenoiser:
     keep_eps = config.get("_class_name") == "DDIMScheduler"  # Heun's derivative uses the clip
+    if config.get("_class_name") == "TCDScheduler":  # its step reads neither option
+        return den
     specs = []
     if config.get("clip_sample", False):
         specs.append((ClipX0, (float(config.get("clip_sample_range", 1.0)),)))
@@ -257,6 +336,12 @@ def _wrap_thresholds(den: BaseDenoiser, config: Mapping[str, Any]) -> BaseDenois
     return den
 
 
+#: schedulers that give the network the fractional timesteps of converted sigmas
+_FRACTIONAL_TIMESTEPS = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
+                         "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+                         "EulerAncestralDiscreteScheduler", "DPMSolverSDEScheduler")
+
+
 def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
     """How diffusers turns the fractional timesteps of converted sigmas into the network's
     input: ``"round"`` (Karras / Lu, except DPM-Solver on ``squaredcos_cap_v2``), ``"trunc"``
@@ -264,7 +349,7 @@ def _timestep_rounding(config: Mapping[str, Any]) -> str | None:
     Heun pass the fractional timestep)."""
     cls = config.get("_class_name")
     on = [k for k in _CONVERSIONS if config.get(k)]
-    if not on or cls in ("EulerDiscreteScheduler", "HeunDiscreteScheduler") or \
+    if not on or cls in _FRACTIONAL_TIMESTEPS or \
             str(cls).startswith("FlowMatch") or config.get("use_flow_sigmas"):
         return None
     if on[0] in ("use_karras_sigmas", "use_lu_lambdas") and (
@@ -294,6 +379,24 @@ class _DiffusersTimestep:
     def __call__(self, x, t, **cond):
         t = self.scale * jax.numpy.asarray(t)
         return self.fn(x, jax.numpy.floor(t + 1e-6) if self.truncate else t, **cond)
+
+
+class _SigmaTimestep:
+    """``fn(x, t)`` called with diffusers' ``_sigma_to_t`` of the level: the timestep whose
+    training ``sigma / alpha`` it is, interpolated linearly in ``log(sigma / alpha)`` between the
+    integer timesteps (``VPDiscrete`` interpolates ``log alpha``; the two agree at integer
+    timesteps and differ between them, most at low noise: KDPM2's midpoints, converted sigmas)."""
+
+    def __init__(self, fn: Callable[..., Array], schedule: VPDiscrete):
+        self.fn, self.schedule = fn, schedule
+
+    def __call__(self, x, t, **cond):
+        s = self.schedule
+        t = jax.numpy.asarray(s.t_from_model_time(t))
+        n = s.num_train_timesteps
+        index = jax.numpy.arange(n, dtype=t.dtype)
+        log_train = -0.5 * s.log_snr((index + 1.0) / n)  # log sigma of timestep k
+        return self.fn(x, jax.numpy.interp(-0.5 * s.log_snr(t), log_train, index), **cond)
 
 
 def _schedule(config: Mapping[str, Any]) -> Schedule:
@@ -422,17 +525,13 @@ def _dpm_multistep(config, n_steps):
     stype = config.get("solver_type", "midpoint")
     order = _order(config)
     g = _vp_grid(config, n_steps)
+    finals = _dpm_final_orders(config, n_steps, order, g.dropped_zero_step)
     if algo == "sde-dpmsolver++":
-        if g.dropped_zero_step or config.get("euler_at_final", False):
-            raise ValueError("config['algorithm_type']='sde-dpmsolver++' with "
-                             "final_sigmas_type='sigma_min' after converted sigmas or "
-                             "euler_at_final=True is not mapped; use final_sigmas_type='zero'.")
         return SDEDPMSolverPP(order=order, solver_type=stype, third_order="diffusers",
-                              lower_order_final=_multistep_lof(config, n_steps)), g.grid
+                              **finals), g.grid
     if algo not in ("dpmsolver++", "dpmsolver"):
         raise ValueError(f"config['algorithm_type']={algo!r} is not supported; use "
                          "'dpmsolver++', 'dpmsolver' or 'sde-dpmsolver++'.")
-    finals = _dpm_final_orders(config, n_steps, order, g.dropped_zero_step)
     third = "reference" if order == 3 else "taylor"  # diffusers' 3M update (phi_3 weight)
     if algo == "dpmsolver++":
         solver = DPMSolverPP(order=order, solver_type=stype, third_order=third, **finals)
@@ -484,14 +583,117 @@ def _deis(config, n_steps):
     order = _order(config, 3)
     g = _vp_grid(config, n_steps)
     lof = _multistep_lof(config, n_steps)
-    if g.dropped_zero_step:
-        if lof and order == 3:
-            raise ValueError("DEISMultistepScheduler of order 3 with converted sigmas "
-                             "(use_karras_sigmas, ...) and lower_order_final below 15 steps "
-                             "takes a second-order step before its repeated sigma_min, which "
-                             "jaxdist's DEIS does not express; use solver_order=2.")
-        lof = False
+    if g.dropped_zero_step:  # the real last step keeps its order (2 with lower_order_final)
+        caps = (2,) if lof and order == 3 else ()
+        return DEIS(order=order, variable="logrho", lower_order_final=False,
+                    final_orders=caps), g.grid
     return DEIS(order=order, variable="logrho", lower_order_final=lof), g.grid
+
+
+def _kdpm2(config, n_steps):
+    # k-diffusion's DPM-2: the midpoint at the geometric mean of the sigmas (diffusers'
+    # sigmas_interpol, log-sigma interpolation) = DPM-Solver-2 with r = 1/2; an Euler last step.
+    # The ancestral form: the same step to sigma_down, then noise up (sample_dpm_2_ancestral).
+    _reject(config, "use_karras_sigmas", (False,), f"{config['_class_name']} rounds the "
+            "timesteps of Karras sigmas but not of its midpoints, which no jaxdist schedule "
+            "does; use use_exponential_sigmas or build a Karras grid with jd.grids.karras.")
+    if config["_class_name"] == "KDPM2AncestralDiscreteScheduler":
+        solver = Ancestral("dpm2")
+    else:
+        solver = DPMSolver(order=2, method="singlestep", lower_order_final=True)
+    return solver, _vp_grid(config, n_steps).grid
+
+
+def _lms(config, n_steps):
+    # LMSDiscreteScheduler.step(order=4): the polynomial is integrated to sigma = 0 as well
+    return LMS(order=4), _vp_grid(config, n_steps).grid
+
+
+def _ddpm(config, n_steps):
+    # the posterior q(x_s | x_t, x0_hat) between listed timesteps (x0_hat clipped: the
+    # denoiser's ClipX0 recomputes eps_hat, as the posterior mean c0 x0_hat + ct x_t implies)
+    _reject(config, "variance_type", ("fixed_small", "fixed_small_log"), "jaxdist's "
+            "DDPMAncestral draws with the posterior variance; use variance_type='fixed_small' "
+            "(fixed_large / learned variances are not mapped).")
+    return DDPMAncestral(), _vp_grid(config, n_steps).grid
+
+
+def lcm_timesteps(config: Mapping[str, Any], n_steps: int) -> np.ndarray:
+    """``LCMScheduler.set_timesteps(n)``: ``n`` of the ``original_inference_steps`` timesteps
+    ``k m - 1`` (``k = N // original``), from the largest, at ``floor`` of evenly spaced
+    indices."""
+    n_train, original = int(config["num_train_timesteps"]), int(config["original_inference_steps"])
+    if not n_steps <= original <= n_train:
+        raise ValueError(f"LCMScheduler needs n_steps={n_steps} <= original_inference_steps="
+                         f"{original} <= num_train_timesteps={n_train}.")
+    origin = (np.arange(1, original + 1) * (n_train // original) - 1)[::-1]
+    return origin[np.floor(np.linspace(0, original, n_steps, endpoint=False)).astype(int)]
+
+
+def _lcm(config, n_steps):
+    # x_next = alpha_next D + sigma_next z, D the boundary-condition denoiser
+    # (denoiser_from_diffusers); the last step returns D (t = 0)
+    times = (lcm_timesteps(config, n_steps) + 1.0) / int(config["num_train_timesteps"])
+    grid = jax.numpy.asarray(np.append(times, 0.0), dtype=grids.common.float_dtype())
+    return LCM(), grid
+
+
+def _tcd(config, n_steps):
+    # DDIM to timestep floor((1 - gamma) k_next), then forward noise to k_next; diffusers' step
+    # takes gamma (eta=0.3) as an argument: dataclasses.replace(solver, eta=gamma) for another.
+    # The last step ends at timestep 0 (t = 1 / N) without noise.
+    n_train = int(config["num_train_timesteps"])
+    times = (lcm_timesteps(config, n_steps) + 1.0) / n_train
+    if times[-1] <= 1.0 / n_train:
+        raise ValueError("TCDScheduler's last timestep is 0 here (original_inference_steps = "
+                         "num_train_timesteps): a step of zero length; use fewer original steps.")
+    grid = jax.numpy.asarray(np.append(times, 1.0 / n_train), dtype=grids.common.float_dtype())
+    return Ancestral("euler", eta=0.3, split="tcd"), grid
+
+
+def _sa_solver(config, n_steps):
+    # diffusers' SA-Solver: tau_func = 1 on timesteps 200..800 (at each step's start), its
+    # orders; the grid ends at alphas_cumprod[0] (or a repeated last level after conversions)
+    _reject(config, "algorithm_type", ("data_prediction",), "only the data-prediction "
+            "SA-Solver is mapped.")
+    _reject(config, "tau_func", (None,), "a custom tau_func is not mapped; build "
+            "jd.solvers.SASolver(tau_interval=...) instead.")
+    _reject(config, "lower_order_final", (True,), "use lower_order_final=True.")
+    for key in ("use_flow_sigmas", "use_dynamic_shifting"):
+        _reject(config, key, (False,), "flow sigmas are not mapped for SA-Solver.")
+    if config.get("lambda_min_clipped", -np.inf) != -np.inf:
+        raise ValueError("config['lambda_min_clipped'] is not mapped for SASolverScheduler.")
+    grid = _grid_with_zero_step(dict(config, final_sigmas_type="sigma_min"), n_steps)
+    schedule = _schedule(config)
+    level = [float(schedule.sigma_over_alpha((k + 1.0) / int(config["num_train_timesteps"])))
+             for k in (800, 200)]
+    solver = SASolver(predictor_order=int(config["predictor_order"]),
+                      corrector_order=int(config["corrector_order"]), eta=1.0,
+                      tau_interval=(level[0] * (1 + 1e-6), level[1] * (1 - 1e-6)),
+                      convention="diffusers")
+    return solver, grid
+
+
+def _pndm(config, n_steps):
+    # skip_prk_steps=True: PLMS (a Heun first step); False (diffusers' default): three pseudo
+    # Runge-Kutta steps with stages at the half timestep k - N // n // 2
+    _reject(config, "prediction_type", ("epsilon",), "PNDMScheduler combines v predictions "
+            "in its multistep sum before converting them to noise with the current sample; "
+            "jaxdist's PLMS combines noise predictions. Use prediction_type='epsilon', or a "
+            "v model with another solver (e.g. DPMSolverMultistepScheduler).")
+    ts = grids.diffusers_timesteps(config, n_steps)
+    stride = int(config["num_train_timesteps"]) // n_steps
+    if np.any(np.diff(ts) != -stride):  # diffusers steps from k to k - N // n
+        raise ValueError(f"PNDMScheduler with timestep_spacing={config['timestep_spacing']!r} "
+                         f"and {n_steps} steps steps past its next timestep; use "
+                         "timestep_spacing='leading'.")
+    if config.get("skip_prk_steps"):
+        return PLMS(), _vp_grid(config, n_steps).grid
+    if n_steps < 4 or stride % 2:
+        raise ValueError(f"PNDMScheduler's Runge-Kutta warm-up (skip_prk_steps=False) needs "
+                         f">= 4 steps and an even num_train_timesteps // n_steps (got {n_steps} "
+                         f"steps, stride {stride}); use skip_prk_steps=True.")
+    return PLMS(warmup="prk"), _vp_grid(config, n_steps).grid
 
 
 def _fixed(solver_cls):
@@ -511,6 +713,20 @@ TRANSLATORS: dict[str, Callable[..., tuple[Solver, Any]]] = {
     "HeunDiscreteScheduler": _fixed(HeunEDM),
     "EDMDPMSolverMultistepScheduler": _dpm_multistep,
     "EDMEulerScheduler": _fixed(EulerEDM),
+    "DDPMScheduler": _ddpm,
+    "LCMScheduler": _lcm,
+    "TCDScheduler": _tcd,
+    "SASolverScheduler": _sa_solver,
+    "PNDMScheduler": _pndm,
+    # k-diffusion's euler_ancestral (eta = 1) in (sigma, x / alpha)
+    "EulerAncestralDiscreteScheduler": lambda config, n: (Ancestral("euler"),
+                                                          _vp_grid(config, n).grid),
+    "KDPM2DiscreteScheduler": _kdpm2,
+    # k-diffusion's dpmpp_sde (eta = 1, r = 1/2); diffusers draws from a Brownian tree: pass
+    # noise=jd.noise.BrownianPath(...) for the same law of the two draws of a step
+    "DPMSolverSDEScheduler": lambda config, n: (DPMSolverPPSDE(), _vp_grid(config, n).grid),
+    "KDPM2AncestralDiscreteScheduler": _kdpm2,
+    "LMSDiscreteScheduler": _lms,
 }
 
 
@@ -556,7 +772,8 @@ def from_diffusers_scheduler(config: Mapping[str, Any], n_steps: int, *,
     config = own_keys(config)
     if not denoiser_keys_applied:
         for key in DENOISER_KEYS:
-            if config.get(key) and config.get(key) not in ("fixed_small", "fixed_large"):
+            if config.get(key) and config.get(key) not in ("fixed_small", "fixed_large",
+                                                           "fixed_small_log", "fixed_large_log"):
                 raise ValueError(
                     f"config[{key!r}]={config[key]!r} concerns the model output: jaxdist applies "
                     "it in the denoiser. Build it with jd.solvers.denoiser_from_diffusers(fn, "

@@ -36,8 +36,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from .base import ExplicitStages, solver_dataclass
-from .primitives import (boundary_bound, check_noise_start, check_order, dpm_phis,
-                         first_order_coefficients, half_log_snr, multistep_orders)
+from .primitives import (boundary_bound, cap_final_orders, check_final_orders, check_noise_start,
+                         check_order, dpm_phis, first_order_coefficients, half_log_snr,
+                         multistep_orders)
 
 Array = jax.Array
 
@@ -198,10 +199,7 @@ class DPMFamily(ExplicitStages):
                              "(Taylor-exact, third order) or 'reference' (diffusers / DPM-Solver "
                              "code).")
         object.__setattr__(self, "solver_type", SOLVER_TYPES[self.solver_type])
-        caps = tuple(self.final_orders)
-        if any(isinstance(k, bool) or k not in (1, 2, 3) for k in caps):
-            raise ValueError(f"{name}: final_orders={self.final_orders!r} must be orders 1-3 "
-                             "(caps on the orders of the last steps, e.g. (2, 1)).")
+        caps = check_final_orders(name, self.final_orders)
         if caps and self.method != "multistep":
             raise ValueError(f"{name}: final_orders is a multistep option (method='multistep').")
         object.__setattr__(self, "final_orders", caps)
@@ -256,9 +254,7 @@ class DPMFamily(ExplicitStages):
                 orders = np.minimum(orders, n_steps - np.arange(n_steps)).astype(np.int32)
             return orders
         orders = multistep_orders(n_steps, p, self.lower_order_final)
-        caps = self.final_orders[-n_steps:] if self.final_orders else ()
-        if caps:
-            orders[-len(caps):] = np.minimum(orders[-len(caps):], caps)
+        orders = cap_final_orders(orders, self.final_orders)
         if self._singlestep_warmup and n_steps > 1:
             orders[0] = 2  # singlestep DPM-Solver(++)-2; step 1 is multistep of order 2
         return orders

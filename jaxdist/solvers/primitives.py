@@ -141,6 +141,24 @@ def multistep_orders(n_steps: int, order: int, lower_order_final: bool) -> np.nd
     return orders.astype(np.int32)
 
 
+def check_final_orders(name: str, caps: Sequence[int]) -> tuple[int, ...]:
+    """``final_orders`` as a tuple of orders 1-3 (caps on the orders of the last steps)."""
+    caps = tuple(caps)
+    if any(isinstance(k, bool) or k not in (1, 2, 3) for k in caps):
+        raise ValueError(f"{name}: final_orders={caps!r} must be orders 1-3 "
+                         "(caps on the orders of the last steps, e.g. (2, 1)).")
+    return caps
+
+
+def cap_final_orders(orders: np.ndarray, caps: Sequence[int]) -> np.ndarray:
+    """``orders`` with the last ``len(caps)`` entries capped by ``caps`` (fewer steps: the last
+    caps)."""
+    caps = tuple(caps)[-len(orders):] if len(orders) else ()
+    if caps:
+        orders[-len(caps):] = np.minimum(orders[-len(caps):], caps)
+    return orders
+
+
 def select_by_order(orders: Any, tables: Sequence[Array], width: int) -> Array:
     """Row ``i`` of ``tables[orders[i] - 1]`` (each ``[n, k]``, zero-padded to ``width``)."""
     padded = [jnp.pad(tab, ((0, 0), (0, width - tab.shape[1]))) for tab in tables]

@@ -25,6 +25,8 @@ from .edm import EulerEDM, HeunEDM, HeunPP2
 from .edm_sde import EDMStochastic
 from .er_sde import ERSDE
 from .langevin import LangevinCorrector, PredictorCorrector
+from .lms import LMS
+from .plms import PLMS
 from .res import GradientEstimation, RESMultistep
 from .runge_kutta import RungeKutta
 from .sa_solver import SASolver
@@ -55,6 +57,10 @@ SOLVERS: dict[str, Callable[[], Solver]] = {
     "deis-2": lambda: DEIS(order=2),
     "ipndm": lambda: IPNDM(order=4),
     "ipndm-v": lambda: IPNDM(order=4, variable_step=True),
+    # k-diffusion's / diffusers' linear multistep in sigma (the last step integrates to 0)
+    "lms": LMS,
+    # diffusers' PNDMScheduler(skip_prk_steps=True): Heun first step, then fixed AB4 (NFE n + 1)
+    "plms": PLMS,
     # EDM / k-diffusion Euler and Heun (2N - 1 evaluations), Runge-Kutta in the EDM variable
     "euler": EulerEDM,
     "heun": HeunEDM,
@@ -129,9 +135,13 @@ ALIASES: dict[str, str] = {
     # k-diffusion / ComfyUI / diffusers names (kdiff-names); the _cfg_pp forms are these
     # solvers with jd.guidance.CFGPlusPlus (euler: DDIM)
     "euler_ancestral": "euler-ancestral", "dpm_2_ancestral": "dpm2-ancestral",
-    "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde", "lms": "ipndm-v",
+    "dpmpp_2s_ancestral": "dpm++2s-ancestral", "dpmpp_sde": "dpm++sde",
     "euler_cfg_pp": "ddim", "euler_ancestral_cfg_pp": "euler-ancestral",
     "EulerAncestralDiscreteScheduler": "euler-ancestral", "EDMEulerScheduler": "euler",
+    # diffusers' k-diffusion ports, PLMS and LCM (from_diffusers_scheduler translates configs)
+    "LMSDiscreteScheduler": "lms", "KDPM2DiscreteScheduler": "dpm2",
+    "KDPM2AncestralDiscreteScheduler": "dpm2-ancestral", "PNDMScheduler": "plms",
+    "LCMScheduler": "lcm",
 }
 
 

@@ -38,7 +38,7 @@ from .primitives import boundary_bound, check_order, half_log_snr, safe_sqrt
 
 Array = jax.Array
 
-__all__ = ["SASolver", "SACoefs", "SAState", "stochastic_adams_weights"]
+__all__ = ["SASolver", "SACoefs", "SAState", "stochastic_adams_weights", "diffusers_order2_term"]
 
 
 
@@ -90,6 +90,17 @@ def stochastic_adams_weights(nodes: Array, lam_s: Array, lam_t: Array, tau: Arra
     return jnp.linalg.solve(vander_t, moments[..., None])[..., 0]
 
 
+def diffusers_order2_term(nodes: Array, lam_s: Array, lam_t: Array, tau: Array,
+                          alpha_t: Array) -> Array:
+    """diffusers' ``O(h^3)`` addition to the order-2 weights (``[n, 2]``, oldest node first):
+    ``+-(1 + tau^2) alpha_t Delta / (nu_0 - nu_1)`` on the newest / oldest output, ``Delta =
+    h^2 / 2 - (h (1 + tau^2) - 1 + e^{-(1 + tau^2) h}) / (1 + tau^2)^2`` (as in UniPC)."""
+    h, m = lam_t - lam_s, 1.0 + tau**2
+    delta = h**2 / 2 - (h * m + jnp.expm1(-m * h)) / m**2
+    extra = m * alpha_t * delta / (nodes[:, 1] - nodes[:, 0])
+    return jnp.stack([-extra, extra], 1)
+
+
 @solver_dataclass
 class SASolver(Solver):
     """SA-Solver (module docstring). Attributes:
@@ -100,6 +111,11 @@ class SASolver(Solver):
       tau_interval: ``(s_hi, s_lo)`` in ``sigma / alpha``; ``None``: the module docstring default.
       s_noise: scale of the noise.
       pece: re-evaluate the corrected point (one more evaluation per corrected step).
+      convention: ``"comfyui"`` (``tau`` at each step's target; final orders as above) or
+        ``"diffusers"`` (``SASolverScheduler``: ``tau`` at each step's start; predictor orders
+        ``min(p, i + 1, n - i)``, corrector ``min(c, i + 1, n - i + 2)`` on step ``i`` of ``n``,
+        its ``lower_order_final``, on any grid; its ``O(h^3)`` addition to the order-2 weights,
+        :func:`diffusers_order2_term`).
       noise: optional noise source (e.g. ``jd.noise.BrownianPath``).
 
     ``x [*shape]``; history ``[max order, *shape]``. Deterministic (``eta = 0``) order: the bulk
@@ -117,8 +133,12 @@ class SASolver(Solver):
     s_noise: float = 1.0
     pece: bool = False
     noise: Any = None
+    convention: str = "comfyui"
 
     def __post_init__(self):
+        if self.convention not in ("comfyui", "diffusers"):
+            raise ValueError(f"SASolver: convention={self.convention!r}; use 'comfyui' or "
+                             "'diffusers'.")
         check_order("SASolver predictor", self.predictor_order, (1, 2, 3, 4))
         check_order("SASolver corrector", self.corrector_order, (0, 1, 2, 3, 4))
         if not self.eta >= 0:
@@ -150,6 +170,12 @@ class SASolver(Solver):
         bulk = min(c, p + 1)
         return boundary_bound(bulk, [o for o in warm if o < bulk])
 
+    @property
+    def accepts_zero_final_step(self) -> bool:
+        """diffusers' repeated last level (converted sigmas): the zero-length last step adds one
+        evaluation, whose corrector fixes the previous point, and moves nowhere."""
+        return self.convention == "diffusers"
+
     claimed_strong_order = 1.0
     claimed_weak_order = 2.0
 
@@ -170,6 +196,11 @@ class SASolver(Solver):
 
     def _orders(self, n: int, final_zero: bool) -> tuple[np.ndarray, np.ndarray]:
         i = np.arange(n)
+        if self.convention == "diffusers":
+            pred = np.minimum(np.minimum(self.predictor_order, i + 1), n - i)
+            corr = np.where(i == 0, 0, np.minimum(np.minimum(self.corrector_order, i + 1),
+                                                  n - i + 2))
+            return pred, corr
         used = np.minimum(i + 1, self.history)
         pred = np.minimum(self.predictor_order, used)
         corr = np.where(i == 0, 0, np.minimum(self.corrector_order, used))
@@ -213,6 +244,8 @@ class SASolver(Solver):
             for k in range(1, max_order + 1):
                 idx = i[:, None] - np.arange(k)[None, ::-1]  # nodes ending at i, oldest first
                 w = alpha_t[:, None] * stochastic_adams_weights(nodes(idx), lam_s, lam_t, tau)
+                if k == 2 and self.convention == "diffusers":
+                    w = w + diffusers_order2_term(nodes(idx), lam_s, lam_t, tau, alpha_t)
                 out.append(jnp.pad(w[:, ::-1], ((0, 0), (0, K - k))))
             return out
 
@@ -224,8 +257,11 @@ class SASolver(Solver):
 
         # predictor at step i: lam_i -> lam_{i+1}, tau(t_{i+1}); corrector at step i >= 1:
         # lam_{i-1} -> lam_i, tau(t_i); both on nodes ending at lam_i
-        pred_w = weights(self.predictor_order, lam[:-1], lam[1:], tau_all[1:], alpha[1:])
-        corr_w = weights(self.corrector_order, lam[np.maximum(i - 1, 0)], lam[:-1], tau_all[:-1],
+        # (diffusers: tau at the start of the step, t_i and t_{i-1})
+        tau_p = tau_all[:-1] if self.convention == "diffusers" else tau_all[1:]
+        tau_c = tau_all[np.maximum(i - 1, 0)] if self.convention == "diffusers" else tau_all[:-1]
+        pred_w = weights(self.predictor_order, lam[:-1], lam[1:], tau_p, alpha[1:])
+        corr_w = weights(self.corrector_order, lam[np.maximum(i - 1, 0)], lam[:-1], tau_c,
                          alpha[:-1])
         (pred_z, corr_z), (pred_p, corr_p) = self._orders(n, True), self._orders(n, False)
         ends_zero = t_next[-1] == 0
@@ -233,7 +269,6 @@ class SASolver(Solver):
         bc = jnp.where(ends_zero, select(corr_w, corr_z), select(corr_w, corr_p))
         has_c = jnp.where(ends_zero, jnp.asarray(corr_z > 0), jnp.asarray(corr_p > 0))
         h = lam[1:] - lam[:-1]
-        tau_p = tau_all[1:]
         pa = sigma[1:] / sigma[:-1] * jnp.exp(-tau_p**2 * h)
         pz = self.s_noise * sigma[1:] * safe_sqrt(-jnp.expm1(-2.0 * tau_p**2 * h))
         # a step to t = 0 returns alpha_0 x0_hat

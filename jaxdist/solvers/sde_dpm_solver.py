@@ -29,11 +29,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ..noise import standard_normal
 from ..schedules import expand_to
 from .base import LinearMultistep, MultistepState, solver_dataclass
-from .primitives import boundary_bound, check_order, half_log_snr, multistep_orders
+from .primitives import (boundary_bound, cap_final_orders, check_final_orders, check_order,
+                         half_log_snr, multistep_orders)
 
 Array = jax.Array
 
@@ -59,6 +61,8 @@ class SDEDPMSolverPP(LinearMultistep):
       eta: noise level, 1 = reverse SDE, 0 = probability-flow ODE.
       solver_type: ``"midpoint"`` or ``"heun"`` second-order term (order 2 only).
       lower_order_final: use orders ``.., 2, 1`` on the last steps.
+      final_orders: caps on the orders of the last ``len(final_orders)`` steps (as
+        ``DPMSolverPP``'s; diffusers' ``euler_at_final`` is ``(1,)``).
       noise: optional noise source (e.g. ``jd.noise.BrownianPath``).
       third_order: ``"kdiffusion"`` (default: ``- phi_3 d_2`` with ``phi_3 = phi_2 / h_eta - 1/2``,
         order-2 warm-up steps of a 3M in the ``heun`` form, as ``sample_dpmpp_3m_sde``) or
@@ -76,10 +80,13 @@ class SDEDPMSolverPP(LinearMultistep):
     lower_order_final: bool = True
     noise: Any = None
     third_order: str = "kdiffusion"
+    final_orders: tuple[int, ...] = ()
     space = "x0"
 
     def __post_init__(self):
         check_order("SDEDPMSolverPP", self.solver_order, (1, 2, 3))
+        object.__setattr__(self, "final_orders",
+                           check_final_orders("SDEDPMSolverPP", self.final_orders))
         if self.solver_type not in ("midpoint", "heun"):
             raise ValueError(f"SDEDPMSolverPP: solver_type={self.solver_type!r} must be "
                              "'midpoint' or 'heun'.")
@@ -89,9 +96,14 @@ class SDEDPMSolverPP(LinearMultistep):
         if not self.eta >= 0:
             raise ValueError(f"SDEDPMSolverPP: eta={self.eta} must be >= 0.")
 
+    def step_orders(self, n_steps: int) -> np.ndarray:
+        """Static orders: warm-up ``1, 2, ..``, ``lower_order_final``, ``final_orders``."""
+        orders = multistep_orders(n_steps, self.solver_order, self.lower_order_final)
+        return cap_final_orders(orders, self.final_orders)
+
     @property
     def order(self) -> int:
-        orders = multistep_orders(16, self.solver_order, self.lower_order_final)
+        orders = self.step_orders(16)
         return boundary_bound(self.solver_order, [int(o) for o in orders if o < self.solver_order])
 
     claimed_strong_order = 1.0
@@ -132,7 +144,7 @@ class SDEDPMSolverPP(LinearMultistep):
         d2 = (d1_0 - d1_1) / (r0 + r1)
         w2 = -phi3 if self.third_order == "kdiffusion" else -(phi2 / he[:, None] + 0.5)
         b3 = b1 + alpha_s * (phi2 * d1 + w2 * d2)
-        orders = jnp.asarray(multistep_orders(n, self.solver_order, self.lower_order_final))[:, None]
+        orders = jnp.asarray(self.step_orders(n))[:, None]
         orders = jnp.where(final, 1, orders)
         b = jnp.where(orders == 1, b1, jnp.where(orders == 2, b2, b3))
         return a, b[:, :self.solver_order]

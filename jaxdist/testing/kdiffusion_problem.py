@@ -53,8 +53,8 @@ class NoiseTable:
 
 
 def _solvers():
-    from ..solvers import (DDIM, IPNDM, Ancestral, DPMSolver, DPMSolverPP, DPMSolverPPSDE,
-                           EulerEDM, HeunEDM, SDEDPMSolverPP)
+    from ..solvers import (DDIM, LMS, Ancestral, DPMSolver, DPMSolverPP, DPMSolverPPSDE, EulerEDM,
+                           HeunEDM, SDEDPMSolverPP)
 
     return {
         # name: (k-diffusion function, its options, jaxdist solver factory(noise), grid kind)
@@ -109,10 +109,9 @@ def _solvers():
                              lambda noise: DPMSolverPPSDE(eta=0.5, noise=noise), "karras"),
         "dpmpp_sde_eta0": ("sample_dpmpp_sde", {"eta": 0.0},
                            lambda noise: DPMSolverPPSDE(eta=0.0), "karras"),
-        # k-diffusion 0.1.1 integrates the last step to sigma = 0 with the polynomial; jaxdist
-        # (and ComfyUI) return x0_hat there: compared on a grid ending at sigma_min
-        "lms": ("sample_lms", {}, lambda noise: IPNDM(order=4, variable_step=True),
-                "karras_positive"),
+        # compared on a grid ending at sigma_min, where LMS equals IPNDM(variable_step=True)
+        # (ComfyUI's lms); both LMS and k-diffusion 0.1.1 integrate the polynomial to sigma = 0
+        "lms": ("sample_lms", {}, lambda noise: LMS(order=4), "karras_positive"),
     }
 
 

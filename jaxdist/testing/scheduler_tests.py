@@ -27,11 +27,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "variance_noise", "full_loop",
-           "EULER_TYPE"]
+__all__ = ["dummy_sample_deter", "dummy_noise_deter", "dummy_model", "variance_noise",
+           "stage_noise", "full_loop", "EULER_TYPE"]
 
 #: schedulers whose sample is in ``sigma`` units (``x_diffusers = x / alpha``)
-EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler")
+EULER_TYPE = ("EulerDiscreteScheduler", "HeunDiscreteScheduler", "LMSDiscreteScheduler",
+              "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler",
+              "EulerAncestralDiscreteScheduler", "DPMSolverSDEScheduler")
 _SHAPE = (4, 3, 8, 8)
 
 
@@ -59,6 +61,14 @@ def variance_noise(n_steps: int) -> np.ndarray:
     noise source (:class:`jaxdist.testing.kdiffusion_problem.NoiseTable`)."""
     k = np.arange(int(np.prod(_SHAPE)), dtype=np.float64)
     rows = [np.sqrt(2.0) * np.sin(0.7 * (i + 1) * k + i) for i in range(n_steps)]
+    return np.stack(rows).reshape((n_steps,) + _SHAPE)
+
+
+def stage_noise(n_steps: int) -> np.ndarray:
+    """A second table like :func:`variance_noise`: the draws of a step's inner stage (DPM++ SDE's
+    first noise call), row ``i`` on step ``i``."""
+    k = np.arange(int(np.prod(_SHAPE)), dtype=np.float64)
+    rows = [np.sqrt(2.0) * np.cos(0.45 * (i + 1) * k + 2.0 * i) for i in range(n_steps)]
     return np.stack(rows).reshape((n_steps,) + _SHAPE)
 
 
@@ -104,8 +114,9 @@ def full_loop(case: Mapping[str, Any]) -> np.ndarray:
 
         from .kdiffusion_problem import NoiseTable
 
+        n_grid = int(grid.shape[0]) - 1
         table = NoiseTable(np.asarray(grid[t_start:], np.float64),
-                           variance_noise(int(grid.shape[0]) - 1)[t_start:])
+                           variance_noise(n_grid)[t_start:], stage_noise(n_grid)[t_start:])
         solver, key = dataclasses.replace(solver, noise=table), jax.random.key(0)
     out = jd.sample(solver, den, x, grid[t_start:], key=key).x
     if euler:

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import jaxdist as jd
-from jaxdist.solvers import (DDIM, DPMSolver, DPMSolverPP, EulerEDM, HeunEDM, RungeKutta,
-                             from_diffusers_scheduler)
+from jaxdist.solvers import (DDIM, LMS, PLMS, Ancestral, DDPMAncestral, DPMSolver, DPMSolverPP,
+                             EulerEDM, HeunEDM, RungeKutta, from_diffusers_scheduler)
 from jaxdist.solvers.tableaux import EULER
-from jaxdist.solvers.diffusers_compat import prediction_from_diffusers
+from jaxdist.solvers.diffusers_compat import own_keys, prediction_from_diffusers
 
 SD = dict(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,
           beta_schedule="scaled_linear")
@@ -111,7 +111,18 @@ def test_flow_match_shift():
 
 
 @pytest.mark.parametrize("config,match", [
-    (cfg("LMSDiscreteScheduler"), "_class_name"),
+    (cfg("ScoreSdeVeScheduler"), "_class_name"),
+    # PNDM: the Runge-Kutta warm-up (diffusers' default) and v (combined before conversion)
+    (cfg("PNDMScheduler", num_train_timesteps=1010), "even"),
+    (cfg("PNDMScheduler", skip_prk_steps=True, prediction_type="v_prediction"),
+     "prediction_type"),
+    (cfg("PNDMScheduler", skip_prk_steps=True, timestep_spacing="linspace"), "leading"),
+    (cfg("KDPM2DiscreteScheduler", use_karras_sigmas=True), "use_karras_sigmas"),
+    (cfg("KDPM2AncestralDiscreteScheduler", use_karras_sigmas=True), "use_karras_sigmas"),
+    (cfg("DDPMScheduler", clip_sample=False, variance_type="fixed_large"), "variance_type"),
+    (cfg("LCMScheduler"), "n_steps=60"),
+    (cfg("SASolverScheduler", lambda_min_clipped=-5.0), "lambda_min_clipped"),
+    (cfg("SASolverScheduler", algorithm_type="noise_prediction"), "algorithm_type"),
     (cfg("DPMSolverMultistepScheduler", thresholding=True), "DynamicThreshold"),
     (cfg("DDIMScheduler", clip_sample=True), "ClipX0"),
     (cfg("DPMSolverMultistepScheduler", algorithm_type="sde-dpmsolver"), "algorithm_type"),
@@ -120,7 +131,6 @@ def test_flow_match_shift():
     # defect 6: misspelled keys name the closest known one
     (cfg("DPMSolverMultistepScheduler", beta_shedule="linear"), "did you mean 'beta_schedule'"),
     (cfg("UniPCMultistepScheduler", solver_ordr=3), "did you mean 'solver_order'"),
-    (cfg("DEISMultistepScheduler", solver_order=3, use_karras_sigmas=True), "solver_order=2"),
     (cfg("UniPCMultistepScheduler", use_karras_sigmas=True, final_sigmas_type="sigma_min",
          lower_order_final=False), "lower_order_final=True"),
     (cfg("DPMSolverMultistepScheduler", prediction_type="weird"), "prediction_type"),
@@ -129,7 +139,105 @@ def test_flow_match_shift():
 ])
 def test_unsupported_options_raise(config, match):
     with pytest.raises(ValueError, match=match):
-        from_diffusers_scheduler(config, 10)
+        from_diffusers_scheduler(config, 60 if config["_class_name"] == "LCMScheduler" else 10)
+
+
+K_DIFFUSION_PORTS = [
+    # (config, solver): the grid is jd.grids.from_diffusers (diffusers' sigmas, then 0)
+    (cfg("KDPM2DiscreteScheduler"), DPMSolver(order=2, method="singlestep",
+                                              lower_order_final=True)),
+    (cfg("KDPM2AncestralDiscreteScheduler", use_exponential_sigmas=True), Ancestral("dpm2")),
+    (cfg("LMSDiscreteScheduler", use_karras_sigmas=True), LMS(order=4)),
+    (cfg("EulerAncestralDiscreteScheduler", timestep_spacing="trailing"), Ancestral("euler")),
+    (cfg("PNDMScheduler", skip_prk_steps=True, steps_offset=1), PLMS()),
+    (cfg("PNDMScheduler"), PLMS(warmup="prk")),
+    (cfg("DDPMScheduler", clip_sample=False), DDPMAncestral()),
+]
+
+
+@pytest.mark.parametrize("config,solver", K_DIFFUSION_PORTS,
+                         ids=[c["_class_name"] for c, _ in K_DIFFUSION_PORTS])
+def test_more_schedulers(config, solver):
+    got, schedule, grid = from_diffusers_scheduler(config, 10)
+    assert got == solver
+    assert isinstance(schedule, jd.schedules.VPDiscrete) and not schedule.quantize
+    want = np.asarray(jd.grids.from_diffusers(own_keys(config), 10))  # the class's defaults
+    if want[-1] == want[-2]:  # PNDM from timestep 0 to alphas_cumprod[0]: a step of zero length
+        want = want[:-1]
+    np.testing.assert_allclose(np.asarray(grid), want, rtol=1e-12)
+    # PNDM's set_alpha_to_one=False: the last step ends at alphas_cumprod[0] (t = 1 / N)
+    assert np.isclose(float(grid[-1]), 1e-3 if config["_class_name"] == "PNDMScheduler" else 0.0)
+
+
+def test_deis_before_a_repeated_sigma_min_keeps_the_last_order():
+    """DEIS of order 3 with Karras sigmas below 15 steps: diffusers' repeated sigma_min (a step
+    that does nothing) is dropped; the real last step is second order (final_orders)."""
+    config = cfg("DEISMultistepScheduler", solver_order=3, use_karras_sigmas=True)
+    solver, _, grid = from_diffusers_scheduler(config, 10)
+    assert solver == jd.solvers.DEIS(order=3, variable="logrho", lower_order_final=False,
+                                     final_orders=(2,))
+    assert solver.step_orders(10).tolist() == [1, 2, 3, 3, 3, 3, 3, 3, 3, 2]
+    assert grid.shape == (10,)
+
+
+def test_sa_solver_in_diffusers_convention():
+    """SASolverScheduler: tau = 1 on timesteps 200..800 (at each step's start), diffusers' order
+    list, a grid ending at alphas_cumprod[0]; the repeated level of converted sigmas is kept
+    (its zero-length step corrects the previous point)."""
+    config = cfg("SASolverScheduler", predictor_order=3, corrector_order=4)
+    solver, schedule, grid = from_diffusers_scheduler(config, 10)
+    assert (solver.predictor_order, solver.corrector_order, solver.convention) == \
+        (3, 4, "diffusers")
+    s_hi, s_lo = solver.tau_interval
+    levels = np.asarray(schedule.sigma_over_alpha(jnp.asarray([801.0, 201.0, 802.0, 200.0])
+                                                  / 1000))
+    assert s_hi >= levels[0] and s_lo <= levels[1] and levels[2] > s_hi and levels[3] < s_lo
+    assert np.isclose(float(grid[-1]), 1e-3)
+    pred, corr = solver._orders(10, False)
+    assert pred.tolist() == [1, 2, 3, 3, 3, 3, 3, 3, 2, 1]
+    assert corr.tolist() == [0, 2, 3, 4, 4, 4, 4, 4, 4, 3]
+    karras = from_diffusers_scheduler(dict(config, use_karras_sigmas=True), 10)
+    assert karras.solver.accepts_zero_final_step and karras.grid[-1] == karras.grid[-2]
+    with pytest.raises(ValueError, match="tau_func"):
+        from_diffusers_scheduler(dict(config, tau_func=lambda t: 0), 10)
+
+
+def test_lcm_timesteps_and_boundary_condition(x64):
+    """LCMScheduler: 4 of the 50 original timesteps are 999, 759, 499, 259 (then t = 0); the
+    denoiser is c_out x0_hat + c_skip x at 10 times diffusers' timestep."""
+    config = {"_class_name": "LCMScheduler"}
+    solver, schedule, grid = from_diffusers_scheduler(config, 4)
+    assert solver == jd.solvers.LCM()
+    np.testing.assert_allclose(np.asarray(grid), np.r_[[1000, 760, 500, 260], 0] / 1000)
+
+    def eps(x, m):
+        return 0.5 * x
+
+    den = jd.solvers.denoiser_from_diffusers(eps, config)
+    x, t = jnp.linspace(-1.0, 1.0, 6).reshape(2, 3), jnp.asarray(0.02)  # timestep 19
+    x0 = jd.Denoiser(eps, schedule)(x, t)[0]
+    c_skip, c_out = 0.25 / (190.0**2 + 0.25), 190.0 / np.sqrt(190.0**2 + 0.25)
+    np.testing.assert_allclose(den(x, t)[0], c_out * x0 + c_skip * x, rtol=1e-12)
+
+
+def test_euler_type_timesteps_are_diffusers_sigma_to_t(x64):
+    """Euler-type schedulers give the network ``_sigma_to_t`` of the level (linear in
+    ``log sigma`` between integer timesteps), e.g. KDPM2's midpoints; integers stay integers."""
+    config = cfg("KDPM2DiscreteScheduler")
+    schedule = from_diffusers_scheduler(config, 10).schedule
+    seen = []
+
+    def eps(x, m):
+        seen.append(m)
+        return 0.0 * x
+
+    den = jd.solvers.denoiser_from_diffusers(eps, config)
+    train = np.sqrt(1.0 / np.asarray(schedule.alpha(jnp.arange(1, 1001) / 1000)) ** 2 - 1.0)
+    mid = np.sqrt(train[3] * train[4])  # the geometric mean of the sigmas of timesteps 3 and 4
+    t_mid = schedule.t_from_log_snr(-2.0 * np.log(mid))
+    for t, want in ((jnp.asarray(4 / 1000), 3.0), (t_mid, 3.5)):
+        den(jnp.ones((1, 2)), t)
+        np.testing.assert_allclose(float(seen[-1]), want, atol=1e-9)
 
 
 def test_grids_match_diffusers():

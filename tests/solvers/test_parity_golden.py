@@ -81,7 +81,8 @@ DIFFUSERS_ASSERTED_MEANS = {
     "dpm_multi_lu_v": 0.1554, "dpm_multi_noise": 0.4146, "dpm_single": 0.2791,
     "dpm_single_karras": 0.2248, "dpm_single_v": 0.1453, "dpm_single_karras_v": 0.0649,
     "dpm_single_noise": 0.3505, "unipc": 0.2464, "unipc_karras": 0.2925, "unipc_v": 0.1014,
-    "unipc_karras_v": 0.1966,
+    "unipc_karras_v": 0.1966, "pndm_prk": 0.2580, "pndm_prk_alpha_one": 0.2995,
+    "pndm_prk_no_alpha_one": 0.2434,
 }
 
 
