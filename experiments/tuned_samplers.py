@@ -202,7 +202,8 @@ def plot(report: dict, path: Path) -> None:
                   "tuned solver": [res["tuned"][str(n)]["solver"]["error"] for n in nfes]}
         for label, ys in curves.items():
             ax.semilogy(nfes, ys, "o-", label=label)
-        ax.set(title=mix, xlabel="NFE", ylabel="RMS error to the exact ODE solution")
+        ax.set(title=mix, xlabel="NFE",
+               ylabel=report.get("ylabel", "RMS error to the exact ODE solution"))
         ax.grid(True, which="both", alpha=0.3)
     axes[0][0].legend()
     fig.tight_layout()

@@ -87,6 +87,7 @@ def main() -> None:
               "tune_solvers": list(args.tune_solvers), "tuning_steps": args.steps,
               "n_train": args.n_train, "n_test": args.n_test, "train_steps": args.train_steps,
               "metric": "RMS distance to the model's own fine solve (dpm++3m-o3, 512 steps)",
+              "ylabel": "RMS distance to the model's 512-step solve",
               "cpu_count": os.cpu_count(), "mixtures": {}}
     problem = (f"`jaxdist train --data {args.data} --objective {args.objective} --steps "
                f"{args.train_steps}` (MLP), not used to choose settings")
